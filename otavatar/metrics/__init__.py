@@ -1,0 +1,1 @@
+"""otavatar.metrics."""

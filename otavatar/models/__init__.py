@@ -1,0 +1,1 @@
+"""Pure ``nn.Module`` models: EG3D generator, motion controller, animator."""

@@ -1,0 +1,94 @@
+"""3DMM coefficient layout and the motion signal x of the controller.
+
+Deep3DFaceRecon regresses 257 values per frame; the reference LMDB appends the 3 crop values
+(ratio s, t0, t1) for 260 columns. The controller reads the 70-value motion vector
+x = [expression (64), angles (3), translation (3)] over a 27-frame window centred on the
+target frame, with the sequence ends replicated.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IDENTITY = slice(0, 80)
+EXPRESSION = slice(80, 144)
+TEXTURE = slice(144, 224)
+ANGLES = slice(224, 227)
+LIGHTING = slice(227, 254)
+TRANSLATION = slice(254, 257)
+CROP = slice(257, 260)
+
+NUM_COEFFS = 257
+NUM_COEFFS_WITH_CROP = 260
+MOTION_DIM = 70
+WINDOW_RADIUS = 13
+WINDOW_LENGTH = 2 * WINDOW_RADIUS + 1
+
+
+def motion_from_coeffs(coeffs: torch.Tensor) -> torch.Tensor:
+    """Extract the motion vector x from 3DMM coefficients.
+
+    Args:
+        coeffs: ``(..., 257)`` or ``(..., 260)`` Deep3DFaceRecon coefficients, or ``(..., 70)``
+            motion vectors (returned unchanged).
+
+    Returns:
+        ``(..., 70)``: expression 80:144, angles 224:227, translation 254:257, in that order.
+    """
+    width = coeffs.shape[-1]
+    if width == MOTION_DIM:
+        return coeffs
+    if width not in (NUM_COEFFS, NUM_COEFFS_WITH_CROP):
+        raise ValueError(
+            f"3DMM coefficients: expected a last dimension of {NUM_COEFFS}, {NUM_COEFFS_WITH_CROP} "
+            f"or {MOTION_DIM}, found shape {tuple(coeffs.shape)}"
+        )
+    return torch.cat([coeffs[..., EXPRESSION], coeffs[..., ANGLES], coeffs[..., TRANSLATION]], dim=-1)
+
+
+def window_indices(num_frames: int, centre: torch.Tensor | int, radius: int = WINDOW_RADIUS) -> torch.Tensor:
+    """Frame indices of the windows centred on ``centre``, clamped to ``[0, num_frames - 1]``.
+
+    Returns ``(2 * radius + 1,)`` for an int centre, ``(N, 2 * radius + 1)`` for a tensor of N centres.
+    """
+    if num_frames < 1:
+        raise ValueError(f"motion sequence: expected at least 1 frame, found {num_frames}")
+    offsets = torch.arange(-radius, radius + 1)
+    centre = torch.as_tensor(centre)
+    return (centre.unsqueeze(-1) + offsets).clamp(0, num_frames - 1)
+
+
+def motion_window(motion: torch.Tensor, frame: int, radius: int = WINDOW_RADIUS) -> torch.Tensor:
+    """The controller input for one frame.
+
+    Args:
+        motion: ``(N, 70)`` motion vectors (or ``(N, 257/260)`` coefficients) of a sequence.
+        frame: index of the target frame.
+
+    Returns:
+        ``(70, 27)`` channel-first window, edges replicated.
+    """
+    motion = _as_sequence(motion)
+    if not 0 <= frame < motion.shape[0]:
+        raise IndexError(f"motion window: frame {frame} outside a sequence of {motion.shape[0]} frames")
+    return motion[window_indices(motion.shape[0], frame, radius)].transpose(0, 1)
+
+
+def motion_windows(motion: torch.Tensor, radius: int = WINDOW_RADIUS) -> torch.Tensor:
+    """Controller inputs for every frame of a sequence.
+
+    Args:
+        motion: ``(N, 70)`` motion vectors (or ``(N, 257/260)`` coefficients).
+
+    Returns:
+        ``(N, 70, 27)``: window t is centred on frame t, edges replicated.
+    """
+    motion = _as_sequence(motion)
+    indices = window_indices(motion.shape[0], torch.arange(motion.shape[0]), radius)
+    return motion[indices].transpose(1, 2)
+
+
+def _as_sequence(motion: torch.Tensor) -> torch.Tensor:
+    if motion.dim() != 2:
+        raise ValueError(f"motion sequence: expected shape (N, 70), found {tuple(motion.shape)}")
+    return motion_from_coeffs(motion)
