@@ -1,0 +1,54 @@
+"""Model presets from configs/ and building models from them.
+
+The same YAML presets serve training, inversion, reenactment, evaluation and benchmarks: a
+preset is ``configs/model/<name>.yaml`` with a ``generator`` block (the release's constructor
+keywords) and a ``controller`` block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from otavatar.models.animator import Animator
+from otavatar.models.controller import MotionController
+from otavatar.models.eg3d import TriPlaneGenerator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def model_presets() -> list[str]:
+    return sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
+
+
+def load_model_preset(name_or_path: str | Path) -> DictConfig:
+    """A preset by name (``tiny``, ``eg3d_ffhq512``) or by YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / "model" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"model preset {str(name_or_path)!r}: {path} does not exist; presets: {model_presets()}")
+    cfg = OmegaConf.load(path)
+    for key in ("generator", "controller"):
+        if key not in cfg:
+            raise KeyError(f"model preset {path}: missing the '{key}' block")
+    return cfg
+
+
+def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def build_generator(generator_cfg: Mapping[str, Any] | DictConfig) -> TriPlaneGenerator:
+    return TriPlaneGenerator(**_plain(generator_cfg))
+
+
+def build_controller(controller_cfg: Mapping[str, Any] | DictConfig) -> MotionController:
+    return MotionController(**_plain(controller_cfg))
+
+
+def build_animator(model_cfg: DictConfig | Mapping[str, Any]) -> Animator:
+    """Generator + controller of a model preset, with random weights."""
+    return Animator(build_generator(model_cfg["generator"]), build_controller(model_cfg["controller"]))
