@@ -1,0 +1,143 @@
+"""Training checkpoints: atomic writes, keeping the last M, finding the latest, resume checks, release export.
+
+A checkpoint holds generator, controller, both EMAs, optimiser states, the iteration, RNG states
+and the resolved config it was trained with. Files are written to a temporary name in the same
+directory and renamed, so a killed save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT = "otavatar-train-v1"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d{9})\.pt$")
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"checkpoint_{iteration:09d}.pt"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run directory, oldest first (temporary files are ignored)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for path in run_dir.iterdir():
+        match = CHECKPOINT_PATTERN.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def save_checkpoint(state: dict, run_dir: Path, iteration: int, keep: int) -> Path:
+    """Write ``state`` as the checkpoint of ``iteration`` and delete all but the newest ``keep``."""
+    path = Path(run_dir) / checkpoint_name(iteration)
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "iteration": iteration, **state}, path)
+    for _, old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a training checkpoint written by :func:`save_checkpoint`, with a clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
+    try:
+        # RNG states hold numpy arrays and tuples, so this is not a weights_only load; only
+        # load checkpoints you trust, as with any pickle.
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path}: cannot be read ({type(error).__name__}: {error}); the file is truncated or not a checkpoint") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"checkpoint {path}: expected format {CHECKPOINT_FORMAT!r}, found {found!r}")
+    return state
+
+
+def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Keys whose values differ between two nested config containers, as ``key: saved != current``."""
+    if isinstance(saved, Mapping) and isinstance(current, Mapping):
+        differences = []
+        for key in sorted(set(saved) | set(current), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in saved:
+                differences.append(f"{name}: absent in the checkpoint, {current[key]!r} now")
+            elif key not in current:
+                differences.append(f"{name}: {saved[key]!r} in the checkpoint, absent now")
+            else:
+                differences.extend(config_differences(saved[key], current[key], name))
+        return differences
+    return [] if saved == current else [f"{prefix}: {saved!r} in the checkpoint, {current!r} now"]
+
+
+def export_release_checkpoint(state: Mapping, path: Path, epoch: int = 0) -> Path:
+    """Write our checkpoint in the release's structure so its inference script can read it.
+
+    ``net_Warp``/``net_G`` carry the DDP ``module.`` prefix the release saves; the release never
+    saves generator optimiser states (``opt_G``/``sch_G`` are None).
+    """
+    iteration = int(state["iteration"])
+    prefixed = lambda weights: {f"module.{k}": v for k, v in weights.items()}  # noqa: E731
+    release = {
+        "net_Warp": prefixed(state["controller"]),
+        "net_Warp_ema": dict(state["controller_ema"]),
+        "opt_Warp": state["optimizers"]["controller"],
+        "sch_Warp": None,
+        "net_G": prefixed(state["generator"]),
+        "net_G_ema": dict(state["generator_ema"]),
+        "opt_G": None,
+        "sch_G": None,
+        "current_epoch": epoch,
+        "current_iteration": iteration,
+    }
+    path = Path(path)
+    if path.suffix != ".pt":
+        path = path / f"epoch_{epoch:05d}_iteration_{iteration:09d}_checkpoint.pt"
+    atomic_torch_save(release, path)
+    return path
