@@ -1,0 +1,235 @@
+"""Decoupling-by-inverting training (paper §3.2, §4.1).
+
+Per batch: a fresh identity code w_id (one per sample, from w_avg) is inverted with the EMA
+generator and the live controller — N_id sub-steps on w_id and the intrinsics correction with C
+frozen, then N_mo sub-steps on C with w_id frozen (super-resolved losses in the last ones) — then
+each frame refines C and G_eg once, and both EMAs are updated. Gradients of C and G are averaged
+over processes; identity codes stay local.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from otavatar.inversion import correct_intrinsics, initial_identity_code
+from otavatar.models.animator import Animator
+from otavatar.training.distributed import average_gradients
+from otavatar.training.ema import update_ema
+from otavatar.training.schedule import SubStep, inner_schedule
+
+FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; training stops before any parameter is updated with it."""
+
+
+@dataclass
+class TrainerSettings:
+    """Every choice of the schedule (defaults: the release's, reference §4)."""
+
+    identity_steps: int = 90
+    motion_steps: int = 10
+    schedule: str = "successive"
+    sr_steps: int = 10
+    identity_space: str = "w"
+    identity_lr: float = 0.01
+    identity_grad_clip: float = 1.0
+    camera_lr: float = 0.01
+    optimize_camera: bool = True
+    controller_lr: float = 1e-3
+    controller_betas: tuple[float, float] = (0.5, 0.999)
+    controller_weight_decay: float = 1.0
+    controller_grad_clip: float = 1.0
+    finetune_generator: bool = True
+    generator_lr: float = 1e-4
+    generator_betas: tuple[float, float] = (0.9, 0.9999)
+    generator_grad_clip: float = 1.0
+    generator_trainable: str = "all"
+    ema_decay: float = 0.95
+    clamp_ws: bool = True
+    neural_rendering_resolution: int | None = None
+    refine_super_resolve: bool = True
+    deterministic_rendering: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.identity_space not in ("w", "w_plus"):
+            raise ValueError(f"trainer.identity_space: expected 'w' or 'w_plus', found {self.identity_space!r}")
+        if self.generator_trainable not in ("all", "superresolution", "decoder", "synthesis"):
+            raise ValueError(
+                "trainer.generator_trainable: expected 'all', 'synthesis', 'decoder' or 'superresolution', "
+                f"found {self.generator_trainable!r}"
+            )
+        inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
+
+
+def trainable_generator_parameters(generator: nn.Module, which: str) -> list[nn.Parameter]:
+    if which == "all":
+        return list(generator.parameters())
+    module = {"superresolution": generator.superresolution, "decoder": generator.decoder, "synthesis": generator.backbone.synthesis}[which]
+    return list(module.parameters())
+
+
+class DecouplingTrainer:
+    """Owns the live and EMA animators, the optimisers and one training iteration.
+
+    Args:
+        animator: live G_eg and C (trained).
+        frame_loss: ``frame_loss(output, target, super_resolve=..., planes_loss=...)`` → (total, named terms).
+        settings: the schedule and optimiser choices.
+        world_size: processes averaging gradients.
+    """
+
+    def __init__(self, animator: Animator, frame_loss: FrameLoss, settings: TrainerSettings, world_size: int = 1) -> None:
+        self.animator = animator
+        self.ema = copy.deepcopy(animator).eval()
+        self.ema.requires_grad_(False)
+        self.frame_loss = frame_loss
+        self.settings = settings
+        self.world_size = world_size
+        self.generator_parameters = trainable_generator_parameters(animator.generator, settings.generator_trainable)
+        self.controller_optimizer = torch.optim.AdamW(
+            animator.controller.parameters(), lr=settings.controller_lr, betas=settings.controller_betas,
+            weight_decay=settings.controller_weight_decay,
+        )
+        self.generator_optimizer = torch.optim.Adam(self.generator_parameters, lr=settings.generator_lr, betas=settings.generator_betas)
+        animator.generator.requires_grad_(False)
+        for parameter in self.generator_parameters:
+            parameter.requires_grad_(settings.finetune_generator)
+        self.iteration = 0
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def _render_frame(self, animator: Animator, identity_code, correction, batch, frame: int, super_resolve: bool) -> dict:
+        camera = correct_intrinsics(batch["camera"][:, frame], correction)
+        return animator.render(
+            identity_code, batch["motion"][:, frame], camera, noise_mode="const", clamp=self.settings.clamp_ws,
+            neural_rendering_resolution=self.settings.neural_rendering_resolution, super_resolve=super_resolve,
+            deterministic=self.settings.deterministic_rendering,
+        )
+
+    def _frames_loss(self, animator: Animator, identity_code, correction, batch, super_resolve: bool, frames: Iterable[int]):
+        total = 0.0
+        terms: dict[str, torch.Tensor] = {}
+        for frame in frames:
+            output = self._render_frame(animator, identity_code, correction, batch, frame, super_resolve)
+            target = {"image": batch["image"][:, frame], "keypoints": batch["keypoints"][:, frame]}
+            loss, frame_terms = self.frame_loss(output, target, super_resolve=super_resolve, generator=animator.generator)
+            total = total + loss
+            for name, value in frame_terms.items():
+                terms[name] = terms.get(name, 0.0) + value.detach()
+        _check_finite(total, terms)
+        return total, terms
+
+    # -- one iteration -------------------------------------------------------------------------
+
+    def invert_identity(
+        self, batch: Mapping[str, torch.Tensor], on_step: Callable[[SubStep, torch.Tensor, torch.Tensor], None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The inner loop: returns the inverted w_id, the intrinsics correction and the last terms.
+
+        ``on_step(step, identity_code, correction)`` is called before every sub-step.
+        """
+        settings = self.settings
+        num_frames = batch["image"].shape[1]
+        batch_size = batch["image"].shape[0]
+        device = batch["image"].device
+        # Inversion renders with the EMA generator and the live controller, as the release does.
+        inverting = Animator(self.ema.generator, self.animator.controller, self.animator.clamp_radius)
+        identity_code = initial_identity_code(self.ema.generator, batch_size, settings.identity_space).requires_grad_(True)
+        correction = torch.zeros(batch_size, 18, device=device, requires_grad=settings.optimize_camera)
+        identity_optimizer = torch.optim.Adam([identity_code], lr=settings.identity_lr, betas=(0.9, 0.999))
+        camera_optimizer = torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0) if settings.optimize_camera else None
+        controller_parameters = list(self.animator.controller.parameters())
+        terms: dict = {}
+        for step in inner_schedule(settings.identity_steps, settings.motion_steps, settings.schedule, settings.sr_steps):
+            if on_step is not None:
+                on_step(step, identity_code.detach(), correction.detach())
+            identity_code.requires_grad_(step.update_identity)
+            correction.requires_grad_(step.update_identity and settings.optimize_camera)
+            self.animator.controller.requires_grad_(step.update_controller)
+            loss, terms = self._frames_loss(inverting, identity_code, correction, batch, step.super_resolve, range(num_frames))
+            identity_optimizer.zero_grad(set_to_none=True)
+            if camera_optimizer:
+                camera_optimizer.zero_grad(set_to_none=True)
+            self.controller_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if step.update_identity:
+                torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip)
+                identity_optimizer.step()
+                if camera_optimizer:
+                    camera_optimizer.step()
+            if step.update_controller:
+                average_gradients(controller_parameters, self.world_size)
+                torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
+                self.controller_optimizer.step()
+        self.animator.controller.requires_grad_(True)
+        return identity_code.detach(), correction.detach(), terms
+
+    def refine(self, batch: Mapping[str, torch.Tensor], identity_code: torch.Tensor, correction: torch.Tensor) -> dict:
+        """One step of C (and G_eg when finetuned) per frame with w_id fixed, on the live networks."""
+        settings = self.settings
+        terms: dict = {}
+        controller_parameters = list(self.animator.controller.parameters())
+        for frame in range(batch["image"].shape[1]):
+            loss, terms = self._frames_loss(self.animator, identity_code, correction, batch, settings.refine_super_resolve, [frame])
+            self.controller_optimizer.zero_grad(set_to_none=True)
+            self.generator_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            average_gradients(controller_parameters, self.world_size)
+            torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
+            self.controller_optimizer.step()
+            if settings.finetune_generator:
+                average_gradients(self.generator_parameters, self.world_size)
+                torch.nn.utils.clip_grad_norm_(self.generator_parameters, settings.generator_grad_clip)
+                self.generator_optimizer.step()
+        return terms
+
+    def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """One iteration: invert, refine, update the EMAs. Returns scalar logs."""
+        identity_code, correction, inversion_terms = self.invert_identity(batch)
+        refine_terms = self.refine(batch, identity_code, correction)
+        update_ema(self.ema.controller, self.animator.controller, self.settings.ema_decay)
+        update_ema(self.ema.generator, self.animator.generator, self.settings.ema_decay)
+        self.iteration += 1
+        logs = {f"inversion/{k}": float(v) for k, v in inversion_terms.items()}
+        logs.update({f"refine/{k}": float(v) for k, v in refine_terms.items()})
+        return logs
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.animator.generator.state_dict(),
+            "controller": self.animator.controller.state_dict(),
+            "generator_ema": self.ema.generator.state_dict(),
+            "controller_ema": self.ema.controller.state_dict(),
+            "optimizers": {
+                "controller": self.controller_optimizer.state_dict(),
+                "generator": self.generator_optimizer.state_dict(),
+            },
+            "trainer_iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.animator.generator.load_state_dict(state["generator"])
+        self.animator.controller.load_state_dict(state["controller"])
+        self.ema.generator.load_state_dict(state["generator_ema"])
+        self.ema.controller.load_state_dict(state["controller_ema"])
+        self.controller_optimizer.load_state_dict(state["optimizers"]["controller"])
+        self.generator_optimizer.load_state_dict(state["optimizers"]["generator"])
+        self.iteration = int(state["trainer_iteration"])
+
+
+def _check_finite(total: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
+    if torch.isfinite(total).all():
+        return
+    bad = [name for name, value in terms.items() if not math.isfinite(float(value))]
+    raise NonFiniteLossError(f"non-finite loss in term(s) {bad or ['total']}; training stopped, the last checkpoint is kept")

@@ -1,0 +1,194 @@
+"""Decoupling-by-inverting trainer: schedule, freezing, gradient averaging across processes."""
+
+import copy
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from otavatar.config import build_animator, load_model_preset
+from otavatar.training.schedule import inner_schedule
+from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError, TrainerSettings
+
+
+def micro_animator(seed: int = 0):
+    """The tiny preset with fewer rays and samples, so a training step takes well under a second."""
+    cfg = load_model_preset("tiny")
+    cfg.generator.neural_rendering_resolution = 16
+    cfg.generator.rendering_kwargs.depth_resolution = 8
+    cfg.generator.rendering_kwargs.depth_resolution_importance = 8
+    torch.manual_seed(seed)
+    animator = build_animator(cfg)
+    animator.generator.backbone.mapping.w_avg.normal_(0, 0.5)
+    return animator
+
+
+def frontal_cameras(batch: int, frames: int) -> torch.Tensor:
+    cam2world = torch.tensor([[1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, -1.0, 2.7], [0, 0, 0, 1.0]])
+    intrinsics = torch.tensor([[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1.0]])
+    return torch.cat([cam2world.flatten(), intrinsics.flatten()]).expand(batch, frames, -1).clone()
+
+
+def random_batch(seed: int, batch: int = 2, frames: int = 2, size: int = 128) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.rand(batch, frames, 3, size, size, generator=g) * 2 - 1,
+        "motion": torch.randn(batch, frames, 70, 27, generator=g),
+        "camera": frontal_cameras(batch, frames),
+        "keypoints": torch.rand(batch, frames, 68, 2, generator=g) * size,
+    }
+
+
+def pixel_loss(output, target, super_resolve, generator):
+    """A stand-in for the animation loss: L1 on the raw image (and the super-resolved one)."""
+    raw_target = torch.nn.functional.interpolate(target["image"], size=output["image_raw"].shape[-2:], mode="area")
+    terms = {"raw": (output["image_raw"] - raw_target).abs().mean()}
+    if super_resolve:
+        terms["sr"] = (output["image"] - target["image"]).abs().mean()
+    return sum(terms.values()), terms
+
+
+def settings(**overrides) -> TrainerSettings:
+    base = dict(identity_steps=3, motion_steps=2, sr_steps=1, deterministic_rendering=True)
+    base.update(overrides)
+    return TrainerSettings(**base)
+
+
+def test_schedules():
+    successive = inner_schedule(90, 10, "successive", 10)
+    assert [s.update_controller for s in successive] == [False] * 90 + [True] * 10
+    assert not any(s.update_identity for s in successive[90:]) and all(s.update_identity for s in successive[:90])
+    assert [s.super_resolve for s in successive] == [False] * 90 + [True] * 10
+    alternating = inner_schedule(90, 10, "alternating", 10)
+    assert [s.index for s in alternating if s.update_controller] == list(range(9, 100, 10))
+    joint = inner_schedule(90, 10, "joint", 10)
+    assert all(s.update_controller and s.update_identity for s in joint)
+    with pytest.raises(ValueError, match="trainer.schedule: expected one of"):
+        inner_schedule(1, 1, "random", 0)
+
+
+def test_controller_frozen_during_identity_steps_and_identity_frozen_during_motion_steps():
+    animator = micro_animator()
+    trainer = DecouplingTrainer(animator, pixel_loss, settings())
+    snapshots = []
+
+    def record(step, identity_code, correction):
+        controller = torch.cat([p.detach().flatten().clone() for p in animator.controller.parameters()])
+        snapshots.append((step, identity_code.clone(), correction.clone(), controller))
+
+    generator_before = copy.deepcopy(trainer.ema.generator.state_dict())
+    identity_code, correction, _ = trainer.invert_identity(random_batch(0), on_step=record)
+    snapshots.append((None, identity_code, correction, torch.cat([p.detach().flatten() for p in animator.controller.parameters()])))
+    for (step, w0, k0, c0), (_, w1, k1, c1) in zip(snapshots, snapshots[1:]):
+        if step.update_identity:
+            assert not torch.equal(w0, w1) and not torch.equal(k0, k1)
+            assert torch.equal(c0, c1), f"controller changed during identity sub-step {step.index}"
+        else:
+            assert torch.equal(w0, w1) and torch.equal(k0, k1), f"identity code changed during motion sub-step {step.index}"
+            assert not torch.equal(c0, c1)
+    # The inversion renders with the EMA generator, which never trains.
+    for name, value in trainer.ema.generator.state_dict().items():
+        assert torch.equal(value, generator_before[name]), name
+    assert identity_code.shape == (2, 1, 512)
+
+
+def test_w_plus_identity_and_frozen_generator():
+    animator = micro_animator()
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_space="w_plus", finetune_generator=False))
+    before = copy.deepcopy(animator.generator.state_dict())
+    identity_code, _, _ = trainer.invert_identity(random_batch(1))
+    assert identity_code.shape == (2, animator.generator.num_ws, 512)
+    trainer.refine(random_batch(1), identity_code, torch.zeros(2, 18))
+    assert all(torch.equal(v, before[k]) for k, v in animator.generator.state_dict().items())
+
+
+def test_train_step_updates_live_networks_and_emas():
+    animator = micro_animator()
+    trainer = DecouplingTrainer(animator, pixel_loss, settings())
+    ema_before = copy.deepcopy(trainer.ema.generator.state_dict())
+    live_before = copy.deepcopy(animator.generator.state_dict())
+    logs = trainer.train_step(random_batch(2))
+    assert "refine/raw" in logs and "inversion/sr" in logs
+    changed = [k for k, v in animator.generator.state_dict().items() if not torch.equal(v, live_before[k])]
+    assert changed
+    # EMA moved 5 % of the way towards the live weights.
+    key = changed[0]
+    expected = ema_before[key].lerp(animator.generator.state_dict()[key], 0.05)
+    assert torch.allclose(trainer.ema.generator.state_dict()[key], expected, atol=1e-7)
+
+
+def test_non_finite_loss_names_the_term():
+    def broken_loss(output, target, super_resolve, generator):
+        value = output["image_raw"].mean() * float("nan")
+        return value, {"identity": value}
+
+    trainer = DecouplingTrainer(micro_animator(), broken_loss, settings())
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss in term\(s\) \['identity'\]"):
+        trainer.train_step(random_batch(3))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _distributed_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank))
+    from otavatar.training.distributed import init_distributed, shutdown_distributed
+
+    torch.set_num_threads(1)
+    context = init_distributed("cpu")
+    animator = micro_animator()
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(), world_size=context.world_size)
+    batch = random_batch(10 + rank, batch=1, frames=1)
+    trainer.refine(batch, torch.zeros(1, 1, 512) + animator.generator.w_avg, torch.zeros(1, 18))
+    torch.save({"controller": animator.controller.state_dict(), "generator": animator.generator.state_dict()},
+               os.path.join(out_dir, f"refine_{rank}.pt"))
+    trainer.train_step(random_batch(20 + rank, batch=1, frames=2))
+    torch.save({"controller": animator.controller.state_dict(), "generator": animator.generator.state_dict()},
+               os.path.join(out_dir, f"step_{rank}.pt"))
+    shutdown_distributed()
+
+
+def test_two_process_gloo_training_averages_gradients(tmp_path):
+    mp.spawn(_distributed_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"step_{r}.pt", weights_only=True) for r in (0, 1))
+    for part in ("controller", "generator"):
+        for name, value in rank0[part].items():
+            assert torch.equal(value, rank1[part][name]), f"{part}.{name} differs between ranks"
+
+    # One refinement step on the average of the two ranks' gradients, computed in one process
+    # (single-threaded like the workers, so the convolutions sum in the same order).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_one_step_on_the_averaged_gradient(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_one_step_on_the_averaged_gradient(tmp_path):
+    animator = micro_animator()
+    trainer = DecouplingTrainer(animator, pixel_loss, settings())
+    identity = torch.zeros(1, 1, 512) + animator.generator.w_avg
+    parameters = list(animator.controller.parameters()) + trainer.generator_parameters
+    gradients = []
+    for rank in (0, 1):
+        trainer.controller_optimizer.zero_grad(set_to_none=True)
+        trainer.generator_optimizer.zero_grad(set_to_none=True)
+        loss, _ = trainer._frames_loss(animator, identity, torch.zeros(1, 18), random_batch(10 + rank, batch=1, frames=1), True, [0])
+        loss.backward()
+        gradients.append([p.grad.clone() if p.grad is not None else None for p in parameters])
+    for parameter, g0, g1 in zip(parameters, *gradients):
+        parameter.grad = None if g0 is None else (g0 + g1) / 2
+    torch.nn.utils.clip_grad_norm_(list(animator.controller.parameters()), 1.0)
+    trainer.controller_optimizer.step()
+    torch.nn.utils.clip_grad_norm_(trainer.generator_parameters, 1.0)
+    trainer.generator_optimizer.step()
+    distributed = torch.load(tmp_path / "refine_0.pt", weights_only=True)
+    for part, module in (("controller", animator.controller), ("generator", animator.generator)):
+        for name, value in module.state_dict().items():
+            assert (value - distributed[part][name]).abs().max() <= 1e-6, (f"{part}.{name}", (value - distributed[part][name]).abs().max())
