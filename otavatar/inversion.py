@@ -6,8 +6,12 @@ correction of the normalised intrinsics absorbs the crop and focal mismatch of r
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
 import torch
 
+from otavatar.models.animator import Animator
 from otavatar.models.eg3d import TriPlaneGenerator
 
 
@@ -30,3 +34,111 @@ def correct_intrinsics(camera_label: torch.Tensor, correction: torch.Tensor) -> 
         raise ValueError(f"intrinsics correction: expected shape ({camera_label.shape[0]}, 18), found {tuple(correction.shape)}")
     intrinsics = camera_label[:, 16:] * (1 + torch.tanh(correction[:, :9])) + correction[:, 9:]
     return torch.cat([camera_label[:, :16], intrinsics], dim=1)
+
+
+FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass
+class InversionSettings:
+    """The release's one-shot schedule (reference §7): 100 steps in W, then 100 in W+."""
+
+    w_steps: int = 100
+    w_plus_steps: int = 100
+    lr: float = 0.01
+    camera_lr: float = 0.01
+    optimize_camera: bool = True
+    sr_steps: int = 10
+    grad_clip: float | None = None
+    clamp: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class InversionResult:
+    identity_w: torch.Tensor
+    identity_w_plus: torch.Tensor | None
+    correction: torch.Tensor
+    reconstruction: torch.Tensor
+    loss_curve: list[float] = field(default_factory=list)
+
+
+def invert(
+    animator: Animator,
+    target: Mapping[str, torch.Tensor],
+    frame_loss: FrameLoss,
+    settings: InversionSettings = InversionSettings(),
+    on_step: Callable[[str, int, float], None] | None = None,
+) -> InversionResult:
+    """Invert portraits to w_id with the controller applied to their own motion (so w_id is motion-free).
+
+    Args:
+        animator: G_eg and C (frozen here).
+        target: ``image`` ``(B, 3, H, W)`` in [−1, 1], ``keypoints`` ``(B, 68, 2)`` in pixels of H,
+            ``motion`` x ``(B, 70, 27)``, ``camera`` p ``(B, 25)``.
+        frame_loss: ``frame_loss(output, target, super_resolve=..., generator=...)`` → (total, terms).
+        on_step: called as ``on_step(phase, step, loss)`` after every step (progress bars, logs).
+
+    Returns:
+        w_id in W ``(B, 1, 512)``, in W+ ``(B, num_ws, 512)`` (None without W+ steps), the intrinsics
+        correction ``(B, 18)``, the final reconstruction and the loss of every step.
+    """
+    trainable = [p for p in animator.parameters() if p.requires_grad]
+    animator.requires_grad_(False)
+    try:
+        return _invert(animator, target, frame_loss, settings, on_step)
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+
+
+def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
+    batch_size = target["image"].shape[0]
+    correction = torch.zeros(batch_size, 18, device=target["image"].device)
+    curve: list[float] = []
+    identity = initial_identity_code(animator.generator, batch_size, "w")
+    identity_w = _optimise(animator, identity, correction, target, frame_loss, settings, settings.w_steps, "W", curve, on_step)
+    identity_w_plus = None
+    if settings.w_plus_steps > 0:
+        identity = identity_w.repeat(1, animator.generator.num_ws, 1)
+        identity_w_plus = _optimise(animator, identity, correction, target, frame_loss, settings, settings.w_plus_steps, "W+", curve, on_step)
+    final = identity_w_plus if identity_w_plus is not None else identity_w
+    with torch.no_grad():
+        output = _render(animator, final, correction, target, settings, super_resolve=True)
+    return InversionResult(identity_w, identity_w_plus, correction.detach(), output["image"], curve)
+
+
+def _render(animator: Animator, identity, correction, target, settings: InversionSettings, super_resolve: bool) -> dict:
+    camera = correct_intrinsics(target["camera"], correction)
+    return animator.render(
+        identity, target["motion"], camera, clamp=settings.clamp, deterministic=settings.deterministic, super_resolve=super_resolve
+    )
+
+
+def _optimise(animator, identity, correction, target, frame_loss, settings, steps, phase, curve, on_step) -> torch.Tensor:
+    """One phase: Adam on the identity code (and AdamW on the shared correction, updated in place)."""
+    identity = identity.detach().clone().requires_grad_(True)
+    correction.requires_grad_(settings.optimize_camera)
+    optimizer = torch.optim.Adam([identity], lr=settings.lr, betas=(0.9, 0.999))
+    camera_optimizer = (
+        torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0) if settings.optimize_camera else None
+    )
+    frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
+    for step in range(steps):
+        super_resolve = step >= steps - settings.sr_steps
+        output = _render(animator, identity, correction, target, settings, super_resolve)
+        loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
+        optimizer.zero_grad(set_to_none=True)
+        if camera_optimizer:
+            camera_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_([identity], settings.grad_clip)
+        optimizer.step()
+        if camera_optimizer:
+            camera_optimizer.step()
+        curve.append(loss.item())
+        if on_step is not None:
+            on_step(phase, step, curve[-1])
+    correction.requires_grad_(False)
+    return identity.detach()

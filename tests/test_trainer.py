@@ -8,46 +8,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from otavatar.config import build_animator, load_model_preset
 from otavatar.training.schedule import inner_schedule
 from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError, TrainerSettings
-
-
-def micro_animator(seed: int = 0):
-    """The tiny preset with fewer rays and samples, so a training step takes well under a second."""
-    cfg = load_model_preset("tiny")
-    cfg.generator.neural_rendering_resolution = 16
-    cfg.generator.rendering_kwargs.depth_resolution = 8
-    cfg.generator.rendering_kwargs.depth_resolution_importance = 8
-    torch.manual_seed(seed)
-    animator = build_animator(cfg)
-    animator.generator.backbone.mapping.w_avg.normal_(0, 0.5)
-    return animator
-
-
-def frontal_cameras(batch: int, frames: int) -> torch.Tensor:
-    cam2world = torch.tensor([[1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, -1.0, 2.7], [0, 0, 0, 1.0]])
-    intrinsics = torch.tensor([[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1.0]])
-    return torch.cat([cam2world.flatten(), intrinsics.flatten()]).expand(batch, frames, -1).clone()
-
-
-def random_batch(seed: int, batch: int = 2, frames: int = 2, size: int = 128) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "image": torch.rand(batch, frames, 3, size, size, generator=g) * 2 - 1,
-        "motion": torch.randn(batch, frames, 70, 27, generator=g),
-        "camera": frontal_cameras(batch, frames),
-        "keypoints": torch.rand(batch, frames, 68, 2, generator=g) * size,
-    }
-
-
-def pixel_loss(output, target, super_resolve, generator):
-    """A stand-in for the animation loss: L1 on the raw image (and the super-resolved one)."""
-    raw_target = torch.nn.functional.interpolate(target["image"], size=output["image_raw"].shape[-2:], mode="area")
-    terms = {"raw": (output["image_raw"] - raw_target).abs().mean()}
-    if super_resolve:
-        terms["sr"] = (output["image"] - target["image"]).abs().mean()
-    return sum(terms.values()), terms
+from tests.helpers import micro_animator, pixel_loss, random_batch
 
 
 def settings(**overrides) -> TrainerSettings:
