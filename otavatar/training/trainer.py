@@ -104,6 +104,7 @@ class DecouplingTrainer:
         for parameter in self.generator_parameters:
             parameter.requires_grad_(settings.finetune_generator)
         self.iteration = 0
+        self.last_identity: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -195,6 +196,7 @@ class DecouplingTrainer:
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """One iteration: invert, refine, update the EMAs. Returns scalar logs."""
         identity_code, correction, inversion_terms = self.invert_identity(batch)
+        self.last_identity = (identity_code, correction)
         refine_terms = self.refine(batch, identity_code, correction)
         update_ema(self.ema.controller, self.animator.controller, self.settings.ema_decay)
         update_ema(self.ema.generator, self.animator.generator, self.settings.ema_decay)

@@ -1,0 +1,133 @@
+"""The training run: resume, iterate, log, checkpoint; one model across all torchrun processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+from otavatar.inversion import correct_intrinsics
+from otavatar.models.animator import Animator
+from otavatar.training import checkpointing
+from otavatar.training.batches import training_batches
+from otavatar.training.distributed import DistributedContext, broadcast_parameters
+from otavatar.training.monitor import TrainingMonitor
+from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings
+
+
+@dataclass
+class RunSettings:
+    run_dir: Path
+    iterations: int
+    batch_size: int
+    seed: int = 0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    image_every: int = 100
+    num_workers: int = 0
+    resume: str | None = None
+
+
+class ConfigMismatchError(ValueError):
+    """The checkpoint was trained with a different model or trainer configuration."""
+
+
+def _all_rng_states(context: DistributedContext) -> list:
+    state = checkpointing.rng_state()
+    if not context.enabled:
+        return [state]
+    gathered: list = [None] * context.world_size
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def _resume(trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, Any], context: DistributedContext, monitor_message: Callable[[str], None]) -> int:
+    path = Path(run.resume) if run.resume else checkpointing.latest_checkpoint(run.run_dir)
+    if path is None:
+        return 0
+    state = checkpointing.load_checkpoint(path, map_location=context.device)
+    differences = checkpointing.config_differences(
+        {k: state["config"].get(k) for k in ("model", "trainer")}, {k: config.get(k) for k in ("model", "trainer")}
+    )
+    if differences:
+        raise ConfigMismatchError(f"checkpoint {path} does not match the configuration:\n  " + "\n  ".join(differences))
+    trainer.load_state_dict(state)
+    rng_states = state["rng"]
+    checkpointing.restore_rng_state(rng_states[context.rank] if context.rank < len(rng_states) else rng_states[0])
+    monitor_message(f"resumed from {path} at iteration {state['iteration']}")
+    return int(state["iteration"])
+
+
+def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+def _preview(trainer: DecouplingTrainer, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Ground truth | w_id + C(x) | w_id alone, raw and super-resolved, rendered by the EMA networks."""
+    identity_code, correction = trainer.last_identity
+    count = min(batch["image"].shape[0], 4)
+    camera = correct_intrinsics(batch["camera"][:count, 0], correction[:count])
+    motion = batch["motion"][:count, 0]
+    with torch.no_grad():
+        animated = trainer.ema.render(identity_code[:count], motion, camera, deterministic=True)
+        still = trainer.ema.generator.synthesis(identity_code[:count].expand(-1, trainer.ema.generator.num_ws, -1), camera, deterministic=True)
+    return {
+        "ground_truth": batch["image"][:count, 0],
+        "with_motion": animated["image"],
+        "identity_only": still["image"],
+        "with_motion_raw": animated["image_raw"],
+        "identity_only_raw": still["image_raw"],
+    }
+
+
+def train(
+    animator: Animator,
+    frame_loss: FrameLoss,
+    dataset: Dataset,
+    trainer_settings: TrainerSettings,
+    run: RunSettings,
+    config: Mapping[str, Any],
+    context: DistributedContext,
+) -> Path:
+    """Train until ``run.iterations``, resuming from the run directory's latest checkpoint. Returns the last checkpoint."""
+    torch.manual_seed(run.seed + context.rank)
+    animator.to(context.device)
+    broadcast_parameters(animator)
+    trainer = DecouplingTrainer(animator, frame_loss, trainer_settings, world_size=context.world_size)
+    start = _resume(trainer, run, config, context, print if context.is_main else (lambda _: None))
+    monitor = TrainingMonitor(run.run_dir, run.iterations, start, active=context.is_main)
+    batches = training_batches(dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers)
+
+    def save(iteration: int) -> Path:
+        rng = _all_rng_states(context)
+        path = run.run_dir / checkpointing.checkpoint_name(iteration)
+        if context.is_main:
+            state = {**trainer.state_dict(), "rng": rng, "config": dict(config)}
+            path = checkpointing.save_checkpoint(state, run.run_dir, iteration, run.keep_checkpoints)
+        if context.enabled:
+            dist.barrier()
+        return path
+
+    try:
+        for iteration, batch in enumerate(batches, start=start + 1):
+            batch = _to_device(batch, context.device)
+            try:
+                logs = trainer.train_step(batch)
+            except NonFiniteLossError as error:
+                monitor.message(f"iteration {iteration}: {error}")
+                raise
+            monitor.advance()
+            if iteration % run.log_every == 0 or iteration == run.iterations:
+                monitor.log_scalars(iteration, logs, run.batch_size * context.world_size)
+            if context.is_main and run.image_every and iteration % run.image_every == 0:
+                monitor.log_images(iteration, _preview(trainer, batch))
+            if iteration % run.checkpoint_every == 0 or iteration == run.iterations:
+                save(iteration)
+    finally:
+        monitor.close()
+    return checkpointing.latest_checkpoint(run.run_dir) or save(start)

@@ -1,0 +1,79 @@
+"""The training run: resumable batches, checkpoints, resume equality, config checks."""
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from otavatar.training.batches import IterationBatchSampler, SeededItems, training_batches
+from otavatar.training.distributed import DistributedContext
+from otavatar.training.loop import ConfigMismatchError, RunSettings, train
+from otavatar.training.trainer import TrainerSettings
+from tests.helpers import frontal_cameras, micro_animator, pixel_loss
+
+SINGLE = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+
+
+class RandomPairs(Dataset):
+    """Stand-in data whose items draw from the global RNG, as real datasets do when sampling frames."""
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.rand(2, 3, 128, 128) * 2 - 1
+        return {
+            "image": image + index * 0.01,
+            "motion": torch.randn(2, 70, 27) * 0.1,
+            "camera": frontal_cameras(1, 2)[0],
+            "keypoints": torch.rand(2, 68, 2) * 128,
+        }
+
+
+def test_batches_depend_only_on_the_iteration():
+    full = list(IterationBatchSampler(7, 2, seed=3, start_iteration=0, end_iteration=6))
+    resumed = list(IterationBatchSampler(7, 2, seed=3, start_iteration=4, end_iteration=6))
+    assert full[4:] == resumed
+    ranks = [IterationBatchSampler(7, 2, seed=3, rank=r, world_size=2).batch(0) for r in (0, 1)]
+    assert not set(i for i, _ in ranks[0]) & set(i for i, _ in ranks[1])
+    a = next(iter(training_batches(RandomPairs(), 2, 0, 3, 4)))
+    torch.rand(5)  # the caller's RNG use does not change what the stream yields
+    b = next(iter(training_batches(RandomPairs(), 2, 0, 3, 4, num_workers=1)))
+    assert torch.equal(a["image"], b["image"])
+
+
+def test_seeded_items_leave_the_callers_rng_alone():
+    items = SeededItems(RandomPairs())
+    state = torch.get_rng_state()
+    first = items[(1, 42)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(items[(1, 42)]["motion"], first["motion"])
+
+
+def _run(tmp_path, iterations, **overrides):
+    settings = TrainerSettings(identity_steps=2, motion_steps=1, sr_steps=1)
+    run = RunSettings(run_dir=tmp_path, iterations=iterations, batch_size=2, checkpoint_every=2, log_every=1, image_every=2, **overrides)
+    config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
+    animator = micro_animator()
+    path = train(animator, pixel_loss, RandomPairs(), settings, run, config, SINGLE)
+    return animator, path
+
+
+def test_training_4_iterations_equals_2_then_resume_then_2(tmp_path):
+    straight, path = _run(tmp_path / "straight", 4)
+    assert path.name == "checkpoint_000000004.pt"
+    _run(tmp_path / "resumed", 2)
+    resumed, _ = _run(tmp_path / "resumed", 4)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert (a - b).abs().max() <= 1e-6, name
+    assert (tmp_path / "straight" / "images" / "iteration_000000004.png").is_file()
+    assert "iteration 4" in (tmp_path / "straight" / "log.txt").read_text()
+    assert any((tmp_path / "straight" / "tensorboard").iterdir())
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    _run(tmp_path, 2)
+    settings = TrainerSettings(identity_steps=2, motion_steps=1, sr_steps=1)
+    run = RunSettings(run_dir=tmp_path, iterations=4, batch_size=2)
+    config = {"model": {"name": "other"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
+    with pytest.raises(ConfigMismatchError, match="model.name: 'micro' in the checkpoint, 'other' now"):
+        train(micro_animator(), pixel_loss, RandomPairs(), settings, run, config, SINGLE)
