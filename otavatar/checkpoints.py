@@ -1,0 +1,273 @@
+"""Loading released weights: NVIDIA's EG3D ``.pkl``, ``.pth`` state dicts, OTAvatar's training checkpoint.
+
+NVIDIA's pickles carry the source code of their classes and normally execute it when loaded. The
+restricted unpickler here rebuilds only tensors, plain containers and the records of persistent
+objects, never imports or runs the embedded source, and refuses any other global.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from otavatar.models.animator import Animator
+from otavatar.models.controller import MotionController
+from otavatar.models.eg3d import TriPlaneGenerator
+
+UNUSED_GENERATOR_KEYS = ("dataset_label_std",)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: names the file and what was expected and found."""
+
+
+# -- the restricted unpickler ------------------------------------------------------------------
+
+
+class RefusedGlobalError(pickle.UnpicklingError):
+    """The pickle names a global outside the allow-list."""
+
+
+class PersistentRecord(dict):
+    """What a persistent EG3D object becomes: its class name and pickled state, nothing executed."""
+
+
+class ModulePlaceholder:
+    """A non-persistent class of the pickle (e.g. ``training.triplane.OSGDecoder``): keeps its state only."""
+
+    qualified_name = ""
+
+    def __setstate__(self, state: dict) -> None:
+        self.state = state
+
+
+class EasyDict(dict):
+    def __setstate__(self, state: dict) -> None:
+        self.update(state)
+
+
+def _reconstruct_persistent_obj(meta: dict) -> PersistentRecord:
+    if not isinstance(meta, dict) or meta.get("type") != "class":
+        raise pickle.UnpicklingError(f"unexpected persistent object record {type(meta).__name__}")
+    return PersistentRecord(class_name=meta.get("class_name"), version=meta.get("version"), state=meta.get("state", {}))
+
+
+def _load_storage_bytes(blob: bytes):
+    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+
+
+def _numpy_scalar(dtype, data):
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+def _placeholder(module: str, name: str) -> type:
+    return type(name, (ModulePlaceholder,), {"qualified_name": f"{module}.{name}"})
+
+
+_ALLOWED = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Allows the globals of an EG3D network pickle and nothing else."""
+
+    def __init__(self, file, source: str) -> None:
+        super().__init__(file)
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module.startswith("training.") or module.startswith("torch.nn.modules."):
+            return _placeholder(module, name)
+        raise RefusedGlobalError(
+            f"{self.source}: refusing to load global {module}.{name}; an EG3D network pickle holds only tensors, "
+            "containers and network records"
+        )
+
+
+def _module_state(obj: Any) -> dict:
+    if isinstance(obj, PersistentRecord):
+        return obj["state"]
+    if isinstance(obj, ModulePlaceholder):
+        return obj.state
+    raise CheckpointError(f"unexpected object {type(obj).__name__} where a network module was expected")
+
+
+def _collect_state_dict(obj: Any, prefix: str, out: dict) -> None:
+    """Rebuild ``state_dict()`` order: parameters, persistent buffers, then children, recursively."""
+    state = _module_state(obj)
+    for name, value in state.get("_parameters", {}).items():
+        if value is not None:
+            out[prefix + name] = value.detach().clone() if isinstance(value, torch.Tensor) else value
+    skipped = set(state.get("_non_persistent_buffers_set", ()))
+    for name, value in state.get("_buffers", {}).items():
+        if value is not None and name not in skipped:
+            out[prefix + name] = value
+    for name, child in state.get("_modules", {}).items():
+        if child is not None:
+            _collect_state_dict(child, f"{prefix}{name}.", out)
+
+
+def read_eg3d_pickle(path: str | Path, network: str = "G_ema") -> dict:
+    """Read one network of NVIDIA's EG3D pickle without running its code.
+
+    Returns:
+        ``{'state_dict', 'init_kwargs', 'rendering_kwargs', 'neural_rendering_resolution'}``.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = RestrictedUnpickler(handle, str(path)).load()
+    except RefusedGlobalError as error:
+        raise CheckpointError(str(error)) from error
+    except (pickle.UnpicklingError, EOFError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: not a readable EG3D pickle ({type(error).__name__}: {error}); the file may be truncated") from error
+    if not isinstance(data, dict) or network not in data:
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path}: expected a dict with key '{network}', found {found}")
+    record = data[network]
+    if not isinstance(record, PersistentRecord):
+        raise CheckpointError(f"{path}: '{network}' is not a persistent network record")
+    state_dict: dict = {}
+    _collect_state_dict(record, "", state_dict)
+    state = record["state"]
+    return {
+        "state_dict": state_dict,
+        "init_kwargs": _plain(state.get("_init_kwargs", {})),
+        "rendering_kwargs": _plain(state.get("rendering_kwargs", {})),
+        "neural_rendering_resolution": state.get("neural_rendering_resolution"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# -- state dicts -------------------------------------------------------------------------------
+
+
+def state_dict_mismatches(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches, each as ``key: expected … found …``."""
+    expected = module.state_dict()
+    problems = [f"{key}: missing (expected shape {tuple(expected[key].shape)})" for key in expected if key not in state_dict]
+    problems += [f"{key}: unexpected key (shape {tuple(state_dict[key].shape)})" for key in state_dict if key not in expected]
+    problems += [
+        f"{key}: expected shape {tuple(expected[key].shape)}, found {tuple(state_dict[key].shape)}"
+        for key in expected
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(expected[key].shape)
+    ]
+    return problems
+
+
+def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path, what: str) -> None:
+    problems = state_dict_mismatches(module, state_dict)
+    if problems:
+        listing = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise CheckpointError(f"{source}: the {what} weights do not fit the model:\n  {listing}")
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error}); the file is truncated or not a checkpoint") from error
+
+
+def read_generator_state(path: str | Path) -> dict:
+    """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth``, or a bare state dict."""
+    path = Path(path)
+    if path.suffix == ".pkl":
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path}: file does not exist")
+        return read_eg3d_pickle(path)
+    data = _torch_load(path)
+    if isinstance(data, Mapping) and "G_ema" in data:
+        data = data["G_ema"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: expected a generator state dict or {{'G_ema': state_dict}}, found {type(data).__name__}")
+    return {"state_dict": dict(data), "init_kwargs": None, "rendering_kwargs": None, "neural_rendering_resolution": None}
+
+
+def load_generator(path: str | Path, generator_kwargs: Mapping[str, Any] | None = None) -> TriPlaneGenerator:
+    """A TriPlaneGenerator with the file's weights, loaded strictly.
+
+    Args:
+        generator_kwargs: the architecture (a model preset's ``generator`` block). Optional for
+            ``.pkl`` files, which record their own constructor arguments.
+    """
+    content = read_generator_state(path)
+    kwargs = dict(generator_kwargs) if generator_kwargs is not None else None
+    if kwargs is None:
+        if content["init_kwargs"] is None:
+            raise CheckpointError(f"{path}: a state dict does not record its architecture; pass the model preset's generator block")
+        kwargs = dict(content["init_kwargs"])
+        if content["neural_rendering_resolution"]:
+            kwargs["neural_rendering_resolution"] = content["neural_rendering_resolution"]
+    generator = TriPlaneGenerator(**kwargs)
+    state_dict = {k: v for k, v in content["state_dict"].items() if k not in UNUSED_GENERATOR_KEYS}
+    load_strict(generator, state_dict, path, "generator")
+    return generator
+
+
+# -- OTAvatar's released training checkpoint ---------------------------------------------------
+
+RELEASE_KEYS = ("net_Warp", "net_Warp_ema", "net_G", "net_G_ema", "current_iteration")
+
+
+def _strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+
+
+def load_release_animator(
+    path: str | Path,
+    generator_kwargs: Mapping[str, Any],
+    controller_kwargs: Mapping[str, Any],
+    use_ema: bool = True,
+) -> Animator:
+    """The animator of the release's ``epoch_XXXXX_iteration_XXXXXXXXX_checkpoint.pt``.
+
+    Args:
+        generator_kwargs: the generator architecture (``eg3d_ffhq512`` preset for the released model).
+        controller_kwargs: our ``MotionController`` keywords (a preset's ``controller`` block).
+        use_ema: the EMA weights (``net_Warp_ema``/``net_G_ema``, what the release's inference uses)
+            or the live ones (``net_Warp``/``net_G``, saved with a DDP ``module.`` prefix).
+    """
+    path = Path(path)
+    data = _torch_load(path)
+    missing = [key for key in RELEASE_KEYS if not isinstance(data, Mapping) or key not in data]
+    if missing:
+        raise CheckpointError(f"{path}: not an OTAvatar training checkpoint; missing keys {missing}")
+    suffix = "_ema" if use_ema else ""
+    generator = TriPlaneGenerator(**generator_kwargs)
+    load_strict(generator, {k: v for k, v in _strip_module_prefix(data["net_G" + suffix]).items() if k not in UNUSED_GENERATOR_KEYS}, path, f"net_G{suffix}")
+    controller = MotionController(**controller_kwargs)
+    load_strict(controller, _strip_module_prefix(data["net_Warp" + suffix]), path, f"net_Warp{suffix}")
+    return Animator(generator, controller)
