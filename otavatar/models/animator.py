@@ -27,13 +27,16 @@ class Animator(nn.Module):
         self.controller = controller
         self.clamp_radius = clamp_radius
 
-    def compose(self, identity_code: torch.Tensor, motion: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+    def compose(
+        self, identity_code: torch.Tensor, motion: torch.Tensor, clamp: bool = False, motion_code: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """w = w_id + C(x).
 
         Args:
             identity_code: w_id ``(B, 1, 512)`` in W or ``(B, num_ws, 512)`` in W+.
             motion: x ``(B, 70, 27)``.
             clamp: clamp w element-wise to w_avg ± ``clamp_radius``.
+            motion_code: C(x) when already computed.
 
         Returns:
             ws ``(B, num_ws, 512)``.
@@ -42,15 +45,18 @@ class Animator(nn.Module):
             raise ValueError(
                 f"identity code: expected (B, 1, 512) or (B, {self.generator.num_ws}, 512), found {tuple(identity_code.shape)}"
             )
-        ws = identity_code + self.controller(motion)
+        ws = identity_code + (self.controller(motion) if motion_code is None else motion_code)
         if clamp:
             w_avg = self.generator.w_avg
             ws = torch.maximum(torch.minimum(ws, w_avg + self.clamp_radius), w_avg - self.clamp_radius)
         return ws
 
-    def planes(self, identity_code: torch.Tensor, motion: torch.Tensor, clamp: bool = False, noise_mode: str = "const") -> tuple[torch.Tensor, torch.Tensor]:
+    def planes(
+        self, identity_code: torch.Tensor, motion: torch.Tensor, clamp: bool = False, noise_mode: str = "const",
+        motion_code: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ws ``(B, num_ws, 512)`` and tri-plane ``(B, 96, R, R)``; reuse them to render other cameras."""
-        ws = self.compose(identity_code, motion, clamp)
+        ws = self.compose(identity_code, motion, clamp, motion_code)
         return ws, self.generator.synthesize_planes(ws, noise_mode=noise_mode)
 
     def render(
@@ -77,12 +83,19 @@ class Animator(nn.Module):
 
         Returns:
             The generator's dict: ``image`` ``(B, 3, H, W)``, ``image_raw`` ``(B, 3, r, r)``,
-            ``image_depth`` ``(B, 1, r, r)``, ``image_feature``, ``planes``, ``ws``.
+            ``image_depth`` ``(B, 1, r, r)``, ``image_feature``, ``planes``, ``ws`` and, unless
+            ``planes`` were given, the motion code w_x ``motion_code`` ``(B, num_ws, 512)``.
         """
-        ws, tri_plane = planes if planes is not None else self.planes(identity_code, motion, clamp, noise_mode)
+        motion_code = None
+        if planes is None:
+            motion_code = self.controller(motion)
+            planes = self.planes(identity_code, motion, clamp, noise_mode, motion_code)
+        ws, tri_plane = planes
         out = self.generator.render_planes(tri_plane, camera, neural_rendering_resolution, deterministic)
         if super_resolve:
             out["image"] = self.generator.super_resolve(out["image_raw"], out["image_feature"], ws)
         out["planes"] = tri_plane
         out["ws"] = ws
+        if motion_code is not None:
+            out["motion_code"] = motion_code
         return out

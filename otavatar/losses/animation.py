@@ -1,0 +1,117 @@
+"""The animation loss L(I, Î) of paper §3.4, as one module built from the config's weights.
+
+Terms on the raw (neural-rendering-resolution) image always, and on the super-resolved image in
+the sub-steps that use it: perceptual + style (VGG19), region L1 (eyes, mouth), pixel SmoothL1,
+identity (ArcFace). Per frame once: TV and monotonic density regularisers, L1 on w_x. A term whose
+weight is 0 is not computed, and its network is not even loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from otavatar.losses.identity import IdentityLoss, load_arcface
+from otavatar.losses.perceptual import PerceptualLoss, load_vgg19_features
+from otavatar.losses.region import RegionLoss
+from otavatar.losses.regularisers import monotonic_density_loss, motion_code_l1, tv_density_loss
+
+
+@dataclass
+class LossWeights:
+    """The release's weights (``trainer.loss_weight``), except the motion-code L1 which it sets to 0."""
+
+    perceptual: float = 1.0
+    style_to_perceptual: float = 250.0
+    region: float = 10.0
+    pixel: float = 1.0
+    identity: float = 1.0
+    tv: float = 1.0
+    monotonic: float = 1.0
+    motion_code: float = 0.0
+    raw_scales: int = 2
+    sr_scales: int = 4
+    release_eye_bug: bool = False
+    monotonic_detach: bool = False
+    regulariser_points: int = 2000
+    vgg19_path: str | None = None
+    arcface_path: str | None = None
+
+
+def pixel_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SmoothL1 (β = 1) against the target area-resized to the prediction's size."""
+    return F.smooth_l1_loss(prediction, _resize(target, prediction), beta=1.0)
+
+
+def _resize(target: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+    if target.shape[-2:] == prediction.shape[-2:]:
+        return target
+    return F.interpolate(target, size=prediction.shape[-2:], mode="area")
+
+
+class AnimationLoss(nn.Module):
+    """``loss(output, target, super_resolve, generator)`` → (total, {term: value}).
+
+    ``output`` is the animator's dict (``image_raw``, ``image`` when super-resolved, ``planes``,
+    ``motion_code``); ``target`` has ``image`` ``(B, 3, H, W)`` and ``keypoints`` ``(B, 68, 2)`` in
+    pixels of H.
+    """
+
+    def __init__(self, weights: LossWeights, use_regularisers: bool = True) -> None:
+        super().__init__()
+        self.weights = weights
+        self.use_regularisers = use_regularisers
+        features = load_vgg19_features(weights.vgg19_path) if weights.perceptual else None
+        self.perceptual_raw = PerceptualLoss(features, weights.raw_scales, weights.style_to_perceptual) if features is not None else None
+        self.perceptual_sr = PerceptualLoss(features, weights.sr_scales, weights.style_to_perceptual) if features is not None else None
+        self.identity = IdentityLoss(load_arcface(weights.arcface_path)) if weights.identity else None
+        self.region = RegionLoss(weights.release_eye_bug)
+
+    @classmethod
+    def from_config(cls, config: Mapping, use_regularisers: bool = True) -> AnimationLoss:
+        return cls(LossWeights(**dict(config)), use_regularisers)
+
+    def image_terms(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor, suffix: str) -> dict[str, torch.Tensor]:
+        """Image terms of one resolution; the target and its landmarks are resized to the prediction's."""
+        w = self.weights
+        keypoints = keypoints * (prediction.shape[-1] / target.shape[-1])
+        target = _resize(target, prediction)
+        terms = {}
+        if w.perceptual:
+            perceptual = self.perceptual_raw if suffix == "raw" else self.perceptual_sr
+            terms[f"perceptual_{suffix}"] = w.perceptual * perceptual(prediction, target)
+        if w.region:
+            terms[f"region_{suffix}"] = w.region * self.region(prediction, target, keypoints)
+        if w.pixel:
+            terms[f"pixel_{suffix}"] = w.pixel * pixel_loss(prediction, target)
+        if w.identity:
+            terms[f"identity_{suffix}"] = w.identity * self.identity(prediction, target, keypoints)
+        return terms
+
+    def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], super_resolve: bool, generator: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        w = self.weights
+        image, keypoints = target["image"], target["keypoints"]
+        terms = self.image_terms(output["image_raw"], image, keypoints, "raw")
+        if super_resolve:
+            terms.update(self.image_terms(output["image"], image, keypoints, "sr"))
+        if self.use_regularisers and (w.tv or w.monotonic):
+            planes = output["planes"]
+            sigma_fn = partial(generator.sample_density, planes)
+            batch, device = planes.shape[0], planes.device
+            if w.tv:
+                terms["tv"] = w.tv * tv_density_loss(
+                    sigma_fn, batch, device, w.regulariser_points,
+                    generator.rendering_kwargs["density_reg_p_dist"], generator.rendering_kwargs["density_reg"],
+                )
+            if w.monotonic:
+                terms["monotonic"] = w.monotonic * monotonic_density_loss(
+                    sigma_fn, batch, device, w.regulariser_points, generator.rendering_kwargs["box_warp"], w.monotonic_detach
+                )
+        if w.motion_code and "motion_code" in output:
+            terms["motion_code"] = w.motion_code * motion_code_l1(output["motion_code"])
+        return sum(terms.values()), terms
