@@ -46,7 +46,9 @@ def ray_bundle(camera_label: torch.Tensor, resolution: int) -> tuple[torch.Tenso
     camera_points = torch.stack((x_lift, y_lift, ones, ones), dim=-1)
     world_points = torch.bmm(cam2world, camera_points.permute(0, 2, 1)).permute(0, 2, 1)[:, :, :3]
     centres = cam2world[:, :3, 3]
-    directions = F.normalize(world_points - centres[:, None, :], dim=2)
+    directions = world_points - centres[:, None, :]
+    # Same as F.normalize, which is several times slower on a last dimension of 3.
+    directions = directions / directions.square().sum(dim=2, keepdim=True).sqrt().clamp_min(1e-12)
     origins = centres.unsqueeze(1).expand(-1, resolution * resolution, -1)
     return origins, directions
 

@@ -1,0 +1,160 @@
+"""Datasets over the reference layout: training pairs and the evaluation protocols.
+
+Every frame gives ``image`` ``(3, H, W)`` in [−1, 1], the motion window x ``(70, 27)``, the camera
+p ``(25,)`` and 68 ``keypoints`` ``(68, 2)`` in pixels of H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from otavatar.camera import condition_to_camera
+from otavatar.data.lmdb import VideoLmdb, person_id
+from otavatar.motion import EXPRESSION, motion_from_coeffs, motion_windows
+
+CAMERA_SOURCES = ("condition", "ground_truth")
+
+
+class FrameSource:
+    """Frames of a :class:`VideoLmdb` with their motion windows, cameras and landmarks.
+
+    Args:
+        camera_source: ``'condition'`` converts the tracker poses as the release does;
+            ``'ground_truth'`` reads the exact cameras that synthetic data stores.
+        camera_smoothing: ``'release'``, ``'fixed'`` or ``'none'`` (see :func:`condition_to_camera`).
+        image_size: frames are area-resized to this size (default: the LMDB's).
+    """
+
+    def __init__(self, database: VideoLmdb, camera_source: str = "condition", camera_smoothing: str = "release", image_size: int | None = None) -> None:
+        if camera_source not in CAMERA_SOURCES:
+            raise ValueError(f"camera_source: expected one of {CAMERA_SOURCES}, found {camera_source!r}")
+        self.database = database
+        self.camera_source = camera_source
+        self.camera_smoothing = camera_smoothing
+        self.image_size = image_size
+        self._video_cache = lru_cache(maxsize=64)(self._load_video)
+
+    def _load_video(self, video: str) -> dict[str, torch.Tensor]:
+        coeffs = torch.from_numpy(self.database.array(video, "coeff_3dmm"))
+        if self.camera_source == "ground_truth":
+            cameras = torch.from_numpy(self.database.array(video, "camera"))
+        else:
+            cameras = condition_to_camera(torch.from_numpy(self.database.array(video, "condition")), self.camera_smoothing)
+        return {
+            "expression_norm": coeffs[:, EXPRESSION].abs().sum(1),
+            "motion": motion_windows(motion_from_coeffs(coeffs)),
+            "camera": cameras,
+            "keypoint": torch.from_numpy(self.database.array(video, "keypoint")),
+        }
+
+    def video(self, video: str) -> dict[str, torch.Tensor]:
+        return self._video_cache(video)
+
+    def image(self, video: str, frame: int, view: int | None = None) -> torch.Tensor:
+        image = self.database.image(video, frame, view)
+        if self.image_size and image.shape[-1] != self.image_size:
+            image = F.interpolate(image[None], size=(self.image_size, self.image_size), mode="area")[0]
+        return image
+
+    def frame(self, video: str, frame: int) -> dict[str, torch.Tensor]:
+        data = self.video(video)
+        image = self.image(video, frame)
+        return {
+            "image": image,
+            "motion": data["motion"][frame],
+            "camera": data["camera"][frame],
+            # Landmarks are stored in 512-pixel coordinates, as in the reference.
+            "keypoints": data["keypoint"][frame] * (image.shape[-1] / 512),
+        }
+
+
+class TrainingPairs(Dataset):
+    """Items are person ids (× ``repeat``); each gives 2 frames of a random video of that person,
+    drawn with replacement with probability ∝ ‖expression‖₁ + 1e-3 (expressive frames more often)."""
+
+    def __init__(self, source: FrameSource, split: str = "train", frames: int = 2, repeat: int = 100) -> None:
+        self.source = source
+        self.frames = frames
+        videos = source.database.splits[split]
+        if not videos:
+            raise ValueError(f"dataset {source.database.root}: the {split} list is empty")
+        self.videos_of: dict[str, list[str]] = {}
+        for video in videos:
+            self.videos_of.setdefault(person_id(video), []).append(video)
+        self.persons = sorted(self.videos_of)
+        self.repeat = repeat
+
+    def __len__(self) -> int:
+        return len(self.persons) * self.repeat
+
+    def sample_frames(self, video: str) -> torch.Tensor:
+        weights = self.source.video(video)["expression_norm"] + 1e-3
+        return torch.multinomial(weights, self.frames, replacement=True)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        videos = self.videos_of[self.persons[index % len(self.persons)]]
+        video = videos[int(torch.randint(len(videos), ()))]
+        items = [self.source.frame(video, int(frame)) for frame in self.sample_frames(video)]
+        return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+@dataclass
+class Episode:
+    """One reenactment to evaluate: the source portrait and the driving sequence (with ground truth when known)."""
+
+    source_video: str
+    driving_video: str
+    view: int | None = None
+
+
+class ReenactmentEpisodes(Dataset):
+    """Protocol datasets.
+
+    - ``self``: frame 0 of every test video drives... itself: the source is frame 0, the driving
+      sequence is the whole video, the ground truth its frames;
+    - ``cross_id``: frame 0 of every test video driven by every frame of ``driving_video``
+      (no ground truth on real data; synthetic data renders it);
+    - ``multiview``: like ``self``, with targets seen from the stored extra view ``view``.
+    """
+
+    def __init__(self, source: FrameSource, protocol: str, split: str = "test", driving_video: str | None = None, view: int = 0) -> None:
+        videos = source.database.splits[split]
+        if protocol == "self":
+            self.episodes = [Episode(v, v) for v in videos]
+        elif protocol == "cross_id":
+            if driving_video is None:
+                raise ValueError("cross_id protocol: a driving video is required (the paper: WRA_EricCantor_000)")
+            self.episodes = [Episode(v, driving_video) for v in videos if v != driving_video]
+        elif protocol == "multiview":
+            self.episodes = [Episode(v, v, view) for v in videos]
+        else:
+            raise ValueError(f"protocol: expected 'self', 'cross_id' or 'multiview', found {protocol!r}")
+        self.source = source
+        self.protocol = protocol
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __getitem__(self, index: int) -> dict:
+        episode = self.episodes[index]
+        driving = self.source.video(episode.driving_video)
+        item = {
+            "source_video": episode.source_video,
+            "driving_video": episode.driving_video,
+            "source": self.source.frame(episode.source_video, 0),
+            "motion": driving["motion"],
+            "camera": driving["camera"],
+        }
+        frames = range(self.source.database.length(episode.driving_video))
+        if self.protocol == "self":
+            item["target"] = torch.stack([self.source.image(episode.driving_video, f) for f in frames])
+        elif self.protocol == "multiview":
+            views = torch.from_numpy(self.source.database.array(episode.driving_video, "view_camera"))
+            item["camera"] = views[episode.view]
+            item["target"] = torch.stack([self.source.image(episode.driving_video, f, episode.view) for f in frames])
+        return item
