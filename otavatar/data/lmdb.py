@@ -47,6 +47,17 @@ def encode_image(image: torch.Tensor | np.ndarray, format: str = "PNG") -> bytes
     return buffer.getvalue()
 
 
+_READ_ENVIRONMENTS: dict[str, lmdb.Environment] = {}
+
+
+def _open_readonly(path: Path) -> lmdb.Environment:
+    """One read-only environment per path and process (LMDB refuses to open the same one twice)."""
+    resolved = str(path.resolve())
+    if resolved not in _READ_ENVIRONMENTS:
+        _READ_ENVIRONMENTS[resolved] = lmdb.open(resolved, readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
+    return _READ_ENVIRONMENTS[resolved]
+
+
 class LmdbLayoutError(KeyError):
     """The dataset does not have the reference layout: names the path, video or key."""
 
@@ -69,7 +80,7 @@ class VideoLmdb:
         for required in (self.root / "train_list.txt", self.root / "test_list.txt", path):
             if not required.exists():
                 raise LmdbLayoutError(f"dataset {self.root}: missing {required.name} (expected the reference layout: train_list.txt, test_list.txt, {resolution}/)")
-        self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
+        self.env = _open_readonly(path)
         self.splits = {split: self._read_list(split) for split in ("train", "test")}
         self._lengths: dict[str, int] = {}
 
@@ -84,7 +95,7 @@ class VideoLmdb:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.env = lmdb.open(str(self.root / str(self.resolution)), readonly=True, lock=False, readahead=False, meminit=False)
+        self.env = _open_readonly(self.root / str(self.resolution))
 
     def get(self, *parts) -> bytes:
         with self.env.begin(write=False) as txn:

@@ -130,8 +130,8 @@ class HeadModel:
         eye_x = 0.075 + 0.012 * p["eye_spacing"]
         eye_y = 0.045
         eye_r = 0.024
-        eye_z = surface_z(eye_x, eye_y) - 0.012
-        mouth_y = -0.105
+        eye_z = surface_z(eye_x, eye_y) - 0.005
+        mouth_y = -0.128
         mouth_half = (0.055 + 0.012 * p["mouth_width"]) * (1 + 0.25 * e["smile"]) * (1 - 0.35 * e["lip_pucker"])
         opening = 0.004 + 0.032 * e["jaw_open"]
         jaw_drop = 0.03 * e["jaw_open"]
@@ -147,7 +147,7 @@ class HeadModel:
             Ellipsoid(vec(0, -0.32, -0.04), vec(0.085, 0.16, 0.085), shade, SKIN),
             Ellipsoid(vec(-rx * 0.98, 0.0, -0.01), vec(0.022 * ear_scale, 0.05 * ear_scale, 0.035 * ear_scale), shade, SKIN),
             Ellipsoid(vec(rx * 0.98, 0.0, -0.01), vec(0.022 * ear_scale, 0.05 * ear_scale, 0.035 * ear_scale), shade, SKIN),
-            Ellipsoid(vec(0, -0.03, surface_z(0.0, -0.03) + 0.005), vec(0.024 * nose_scale, 0.05 * nose_scale, 0.035 * nose_scale), skin, SKIN),
+            Ellipsoid(vec(0, -0.025, surface_z(0.0, -0.025) + 0.005), vec(0.024 * nose_scale, 0.042 * nose_scale, 0.035 * nose_scale), skin, SKIN),
             Ellipsoid(vec(0, 0.05, -0.035), vec(rx * volume, ry * volume * 0.98, rz * volume), hair, HAIR, hair_clip=True),
         ]
         for side in (-1, 1):
@@ -161,8 +161,8 @@ class HeadModel:
             ]
         self.parts += [
             Ellipsoid(vec(0, mouth_y, mouth_z), torch.stack([mouth_half * 0.9, opening, one * 0.02], 1), (0.25, 0.05, 0.07), MOUTH),
-            Ellipsoid(vec(0, mouth_y + opening + lip_h * 0.6, mouth_z + 0.004), torch.stack([mouth_half, lip_h, one * 0.018], 1), (0.72, 0.3, 0.32), LIPS),
-            Ellipsoid(vec(0, mouth_y - opening - lip_h * 0.7, mouth_z + 0.004), torch.stack([mouth_half * 0.92, lip_h * 1.2, one * 0.018], 1), (0.72, 0.3, 0.32), LIPS),
+            Ellipsoid(vec(0, mouth_y + opening + lip_h * 0.6, mouth_z + 0.012), torch.stack([mouth_half, lip_h, one * 0.018], 1), (0.72, 0.3, 0.32), LIPS),
+            Ellipsoid(vec(0, mouth_y - opening - lip_h * 0.7, mouth_z + 0.01), torch.stack([mouth_half * 0.92, lip_h * 1.2, one * 0.018], 1), (0.72, 0.3, 0.32), LIPS),
         ]
         landmarks = self._landmarks(rx, ry, surface_z, eye_x, eye_y, eye_r, eye_z, e, mouth_y, mouth_half, opening, lip_h, mouth_z, jaw_drop, brow_y, nose_scale)
         # The head is modelled at a convenient size, then scaled to leave a margin in the frame.
@@ -190,15 +190,15 @@ class HeadModel:
             points[:, start : start + 5, 1] = brow_y[:, None] + 0.006
             points[:, start : start + 5, 2] = surface_z(eye_x, 0.09) + 0.006
         # Nose 27–35: bridge down to the tip, then the base from right to left.
-        bridge_y = torch.linspace(eye_y, -0.03 - 0.035 * nose_scale, 4)
+        bridge_y = torch.linspace(eye_y, -0.025 - 0.03 * nose_scale, 4)
         points[:, 27:31, 1] = bridge_y
         points[:, 27:31, 2] = torch.stack([torch.as_tensor(surface_z(0.0, float(y))) for y in bridge_y]) + torch.linspace(0.0, 0.04 * nose_scale, 4)
         points[:, 31:36, 0] = torch.linspace(-0.024, 0.024, 5) * nose_scale
-        points[:, 31:36, 1] = -0.03 - 0.045 * nose_scale
-        points[:, 31:36, 2] = surface_z(0.0, -0.075) + 0.012
+        points[:, 31:36, 1] = -0.025 - 0.038 * nose_scale
+        points[:, 31:36, 2] = surface_z(0.0, -0.065) + 0.012
         # Eyes 36–47, each clockwise in the image from its leftmost corner: two upper-lid points,
         # the rightmost corner, two lower-lid points.
-        offsets = torch.tensor([-1.0, -0.4, 0.4, 1.0, 0.4, -0.4]) * eye_r * 0.9
+        offsets = torch.tensor([-1.0, -0.4, 0.4, 1.0, 0.4, -0.4]) * eye_r * 0.72
         for start, side, closure in ((36, -1, e["right_eyelid"]), (42, 1, e["left_eyelid"])):
             open_height = eye_r * 0.75 * (1 - closure)
             below = -eye_r * 0.6 * torch.ones(frames)
@@ -214,12 +214,12 @@ class HeadModel:
         points[:, 48:60, 1] = mouth_y
         points[:, 48:60, 1] += upper * (opening + lip_h * 1.3)[:, None] * (1 - 0.3 * outer.abs())
         points[:, 48:60, 1] -= lower * (opening + lip_h * 1.5)[:, None] * (1 - 0.3 * outer.abs())
-        points[:, 48:60, 2] = mouth_z[:, None] + 0.016
+        points[:, 48:60, 2] = mouth_z[:, None] + 0.024
         inner = torch.tensor([-1.0, -0.4, 0.0, 0.4, 1.0, 0.4, 0.0, -0.4])
         inner_sign = torch.tensor([0.0, 1, 1, 1, 0, -1, -1, -1])
         points[:, 60:68, 0] = mouth_half[:, None] * inner * 0.8
         points[:, 60:68, 1] = mouth_y + inner_sign * opening[:, None] * 0.8
-        points[:, 60:68, 2] = mouth_z[:, None] + 0.018
+        points[:, 60:68, 2] = mouth_z[:, None] + 0.02
         return points
 
 

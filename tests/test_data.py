@@ -1,0 +1,162 @@
+"""Synthetic heads, the reference LMDB layout, cameras and datasets."""
+
+import numpy as np
+import pytest
+import torch
+
+from otavatar.camera import (FRONTAL_TRANSLATION_Z, camera_to_condition, condition_to_camera, look_at_camera,
+                             rotation_from_angles, angles_from_rotation)
+from otavatar.data import synthetic
+from otavatar.data.datasets import FrameSource, ReenactmentEpisodes, TrainingPairs
+from otavatar.data.lmdb import LmdbLayoutError, VideoLmdb, VideoLmdbWriter, encode_image
+from otavatar.data.synthetic_dataset import write_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    write_synthetic_dataset(root, identities=3, videos=2, frames=6, resolution=64, seed=1, progress=False)
+    return root
+
+
+def test_frontal_look_at_camera_is_eg3ds(reference):
+    camera = look_at_camera(0.0, 0.0)
+    assert torch.allclose(camera[0, :16], reference["c"][0, :16], atol=1e-5)
+    assert camera[0, 16] == pytest.approx(4.2647)
+
+
+def test_rotation_angles_round_trip():
+    angles = torch.tensor([[0.1, -0.4, 0.2], [-0.3, 0.5, -0.1]])
+    assert torch.allclose(angles_from_rotation(rotation_from_angles(angles)), angles, atol=1e-6)
+
+
+def test_condition_camera_round_trip_and_smoothing():
+    g = torch.Generator().manual_seed(0)
+    condition = torch.cat([torch.rand(5, 3, generator=g) * 0.6 - 0.3, torch.rand(5, 2, generator=g) * 0.1,
+                           torch.full((5, 1), FRONTAL_TRANSLATION_Z), torch.full((5, 1), 1100.0)], 1)
+    camera = condition_to_camera(condition, smoothing="none")
+    assert (camera_to_condition(camera) - condition).abs().max() <= 1e-4
+    release = condition_to_camera(condition, smoothing="release")
+    fixed = condition_to_camera(condition, smoothing="fixed")
+    # The release never uses the last frame: its last camera is frame 3's window [3, 4).
+    assert torch.allclose(release[4], condition_to_camera(condition[3:4], smoothing="none")[0], atol=1e-6)
+    assert not torch.allclose(fixed[4], release[4])
+    assert torch.allclose(fixed[:3], release[:3])  # windows that do not reach the end agree
+    with pytest.raises(ValueError, match=r"no frame to average for frame 0 of 1"):
+        condition_to_camera(condition[:1], smoothing="release")
+    with pytest.raises(ValueError, match=r"condition: expected shape \(N, 7\)"):
+        condition_to_camera(torch.zeros(3, 6))
+
+
+def test_frontal_tracker_pose_gives_a_camera_at_distance_2_7():
+    camera = condition_to_camera(torch.tensor([[0, 0, 0, 0, 0, FRONTAL_TRANSLATION_Z, 1050.0]]), smoothing="none")
+    assert camera[0, 11] == pytest.approx(2.7, abs=1e-5)
+    assert camera[0, 16] == pytest.approx(4.2647)
+
+
+def test_synthetic_generation_is_deterministic_per_seed():
+    def render(seed):
+        g = torch.Generator().manual_seed(seed)
+        return synthetic.make_video(synthetic.sample_identity(g), 3, 64, g)
+
+    a, b, c = render(5), render(5), render(6)
+    assert torch.equal(a.images, b.images) and torch.equal(a.keypoints, b.keypoints)
+    assert not torch.equal(a.images, c.images)
+    assert a.view_images.shape == (2, 3, 3, 64, 64)
+
+
+def test_landmarks_fall_on_the_rendered_mouth_and_eyes():
+    g = torch.Generator().manual_seed(3)
+    identity = synthetic.sample_identity(g)
+    expression = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]])  # mouth half open, eyes open
+    for yaw in (0.0, 0.25):
+        video = synthetic.render_video(identity, expression, torch.tensor([[0.0, yaw, 0.0]]),
+                                       torch.tensor([[0.0, 0.0, FRONTAL_TRANSLATION_Z]]), 256, extra_view_yaws=())
+        pixels = (video.keypoints[0] * 256 / 512).floor().long()
+        labels = video.labels[0]
+        mouth = torch.isin(labels, torch.tensor([synthetic.MOUTH, synthetic.LIPS]))
+        eyes = torch.isin(labels, torch.tensor([synthetic.EYE_WHITE, synthetic.IRIS]))
+        near = lambda mask: torch.nn.functional.max_pool2d(mask[None, None].float(), 5, 1, 2)[0, 0].bool()  # noqa: E731 - 2-pixel tolerance
+        on_mouth = near(mouth)[pixels[48:68, 1], pixels[48:68, 0]]
+        on_eyes = near(eyes)[pixels[36:48, 1], pixels[36:48, 0]]
+        # Seen from the front every mouth point is on the mouth; turned, a corner may hide behind the cheek.
+        assert on_mouth.float().mean() >= (1.0 if yaw == 0 else 0.9), (yaw, on_mouth)
+        assert on_eyes.float().mean() >= 0.9, (yaw, on_eyes)
+        # ... and the jaw and nose do not.
+        assert not near(mouth)[pixels[0:17, 1], pixels[0:17, 0]].any()
+
+
+def test_written_dataset_reads_back(dataset):
+    database = VideoLmdb(dataset, 64)
+    assert database.splits["train"] == ["synth0000#00", "synth0000#01", "synth0001#00", "synth0001#01"]
+    assert database.splits["test"] == ["synth0002#00", "synth0002#01"]
+    video = "synth0001#01"
+    assert database.length(video) == 6
+    assert database.array(video, "coeff_3dmm").shape == (6, 260)
+    assert database.array(video, "keypoint").shape == (6, 68, 2)
+    assert database.array(video, "view_camera").shape == (2, 6, 25)
+    image = database.image(video, 2)
+    assert image.shape == (3, 64, 64) and -1 <= image.min() and image.max() <= 1
+    assert (dataset / "contact_sheet.png").is_file()
+    # The reference conversion of the written condition reproduces the ground-truth cameras.
+    condition = torch.from_numpy(database.array(video, "condition"))
+    truth = torch.from_numpy(database.array(video, "camera"))
+    assert (condition_to_camera(condition, smoothing="none") - truth).abs().max() <= 1e-4
+
+
+def test_a_reference_layout_lmdb_written_by_hand_loads(tmp_path):
+    writer = VideoLmdbWriter(tmp_path, 512)
+    frames = 3
+    writer.write_video(
+        "WRA_Test_000",
+        [encode_image(np.full((512, 512, 3), 100, np.uint8), "JPEG")] * frames,
+        {"coeff_3dmm": np.zeros((frames, 260)), "condition": np.tile([0, 0, 0, 0, 0, FRONTAL_TRANSLATION_Z, 1100.0], (frames, 1)),
+         "keypoint": np.full((frames, 68, 2), 256.0), "id": np.zeros(80)},
+    )
+    writer.finish(["WRA_Test_000"], [])
+    source = FrameSource(VideoLmdb(tmp_path, 512), image_size=128)
+    frame = source.frame("WRA_Test_000", 1)
+    assert frame["image"].shape == (3, 128, 128)
+    assert frame["motion"].shape == (70, 27) and frame["camera"].shape == (25,)
+    assert torch.allclose(frame["keypoints"], torch.full((68, 2), 64.0))
+
+
+def test_missing_layout_parts_are_named(tmp_path, dataset):
+    with pytest.raises(LmdbLayoutError, match="missing train_list.txt"):
+        VideoLmdb(tmp_path, 64)
+    database = VideoLmdb(dataset, 64)
+    with pytest.raises(LmdbLayoutError, match="video 'nobody#00' has no 'length' key"):
+        database.check_videos(["nobody#00"])
+    with pytest.raises(LmdbLayoutError, match="key 'synth0000#00-0000099' is missing"):
+        database.image("synth0000#00", 99)
+    with pytest.raises(ValueError, match=r"'keypoint' has shape \(2, 5, 2\), expected \(1, 68, 2\)"):
+        VideoLmdbWriter(tmp_path / "w", 64).write_video("v", [b"x"], {"keypoint": np.zeros((2, 5, 2))})
+
+
+def test_training_pairs(dataset):
+    pairs = TrainingPairs(FrameSource(VideoLmdb(dataset, 64), camera_source="ground_truth"), repeat=2)
+    assert len(pairs) == 4  # 2 training persons × 2
+    item = pairs[1]
+    assert item["image"].shape == (2, 3, 64, 64) and item["motion"].shape == (2, 70, 27)
+    assert item["camera"].shape == (2, 25) and item["keypoints"].shape == (2, 68, 2)
+
+
+def test_pair_sampling_follows_the_expression_weights(dataset):
+    pairs = TrainingPairs(FrameSource(VideoLmdb(dataset, 64)), repeat=1)
+    video = "synth0000#00"
+    weights = pairs.source.video(video)["expression_norm"] + 1e-3
+    torch.manual_seed(0)
+    counts = torch.bincount(torch.cat([pairs.sample_frames(video) for _ in range(4000)]), minlength=6).float()
+    assert torch.allclose(counts / counts.sum(), weights / weights.sum(), atol=0.02)
+
+
+def test_protocol_episodes(dataset):
+    source = FrameSource(VideoLmdb(dataset, 64), camera_source="ground_truth")
+    self_episodes = ReenactmentEpisodes(source, "self")
+    item = self_episodes[0]
+    assert item["target"].shape == (6, 3, 64, 64) and item["motion"].shape == (6, 70, 27)
+    cross = ReenactmentEpisodes(source, "cross_id", driving_video="synth0002#01")
+    assert [e.source_video for e in cross.episodes] == ["synth0002#00"]
+    multiview = ReenactmentEpisodes(source, "multiview", view=1)[0]
+    assert not torch.allclose(multiview["camera"], item["camera"])
+    assert multiview["target"].shape == (6, 3, 64, 64)
