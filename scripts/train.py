@@ -1,0 +1,25 @@
+"""Decoupling-by-inverting training.
+
+    python scripts/train.py                                   # tiny preset on synthetic heads
+    python scripts/train.py experiment=hdtf                   # the paper's setting
+    torchrun --nproc_per_node=4 scripts/train.py experiment=hdtf
+    python scripts/train.py trainer.schedule=joint run_dir=runs/joint
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from otavatar.config import CONFIG_DIR
+from otavatar.training.from_config import train_from_config
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    checkpoint = train_from_config(cfg)
+    print(f"last checkpoint: {checkpoint}")
+
+
+if __name__ == "__main__":
+    main()
