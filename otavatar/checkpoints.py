@@ -271,3 +271,49 @@ def load_release_animator(
     controller = MotionController(**controller_kwargs)
     load_strict(controller, _strip_module_prefix(data["net_Warp" + suffix]), path, f"net_Warp{suffix}")
     return Animator(generator, controller)
+
+
+# -- any checkpoint, for inference -------------------------------------------------------------
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = None, use_ema: bool = True) -> tuple[Animator, dict]:
+    """The animator of an otavatar training checkpoint (its recorded model config is used) or of
+    the release's training checkpoint (architecture from ``model_preset``, default ``eg3d_ffhq512``).
+
+    Returns:
+        the animator in eval mode and its model config (a plain dict).
+    """
+    from omegaconf import OmegaConf
+
+    from otavatar.config import build_animator, load_model_preset
+    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
+    try:
+        header = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error})") from error
+    if isinstance(header, Mapping) and header.get("format") == CHECKPOINT_FORMAT:
+        state = load_checkpoint(path)
+        model_config = state["config"]["model"]
+        animator = build_animator(model_config)
+        suffix = "_ema" if use_ema else ""
+        load_strict(animator.generator, state["generator" + suffix], path, "generator" + suffix)
+        load_strict(animator.controller, state["controller" + suffix], path, "controller" + suffix)
+        return animator.eval(), dict(model_config)
+    preset = model_preset if model_preset is not None else load_model_preset("eg3d_ffhq512")
+    model_config = OmegaConf.to_container(preset, resolve=True) if not isinstance(preset, dict) else dict(preset)
+    animator = load_release_animator(path, model_config["generator"], model_config["controller"], use_ema)
+    return animator.eval(), model_config
