@@ -8,7 +8,7 @@ weight is 0 is not computed, and its network is not even loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Mapping
 
@@ -24,7 +24,14 @@ from otavatar.losses.regularisers import monotonic_density_loss, motion_code_l1,
 
 @dataclass
 class LossWeights:
-    """The release's weights (``trainer.loss_weight``), except the motion-code L1 which it sets to 0."""
+    """Weights and switches of the animation loss; defaults are the release's ``trainer.loss_weight``.
+
+    Release-vs-paper switches: ``release_eye_bug`` (False: the eye terms compare prediction and
+    target, as the paper intends); ``monotonic_detach`` (EG3D's variant; the release detaches
+    nothing); ``motion_code`` (the paper's L1 on w_x; the paper gives no weight, the release uses 0).
+    ``raw_scales``/``sr_scales``: perceptual scales on the raw and super-resolved images.
+    ``vgg19_path``/``arcface_path``: explicit weight files (None: see :mod:`otavatar.assets`).
+    """
 
     perceptual: float = 1.0
     style_to_perceptual: float = 250.0
@@ -74,6 +81,11 @@ class AnimationLoss(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping, use_regularisers: bool = True) -> AnimationLoss:
+        """From a ``loss`` config block (configs/loss/*.yaml): the fields of :class:`LossWeights`."""
+        known = {field.name for field in fields(LossWeights)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"loss config: unknown keys {unknown}; known: {sorted(known)}")
         return cls(LossWeights(**dict(config)), use_regularisers)
 
     def image_terms(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor, suffix: str) -> dict[str, torch.Tensor]:
@@ -93,7 +105,19 @@ class AnimationLoss(nn.Module):
             terms[f"identity_{suffix}"] = w.identity * self.identity(prediction, target, keypoints)
         return terms
 
-    def forward(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], super_resolve: bool, generator: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], super_resolve: bool, generator: nn.Module | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total and each weighted term, named ``<term>_raw`` / ``<term>_sr``, ``tv``, ``monotonic``, ``motion_code``.
+
+        Args:
+            output: ``image_raw`` ``(B, 3, r, r)``; ``image`` ``(B, 3, H', H')`` when ``super_resolve``;
+                ``planes`` ``(B, 96, R, R)`` for the density terms; ``motion_code`` w_x ``(B, num_ws, 512)``
+                for its L1 (skipped when absent, i.e. when the planes were reused without the controller).
+            target: ``image`` ``(B, 3, H, H)`` in [−1, 1] and ``keypoints`` ``(B, 68, 2)`` in pixels of H.
+            generator: the TriPlaneGenerator (``sample_density``, ``rendering_kwargs``) for the density
+                terms; unused (may be None) when they are off.
+        """
         w = self.weights
         image, keypoints = target["image"], target["keypoints"]
         terms = self.image_terms(output["image_raw"], image, keypoints, "raw")
@@ -114,4 +138,4 @@ class AnimationLoss(nn.Module):
                 )
         if w.motion_code and "motion_code" in output:
             terms["motion_code"] = w.motion_code * motion_code_l1(output["motion_code"])
-        return sum(terms.values()), terms
+        return sum(terms.values(), output["image_raw"].new_zeros(())), terms

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otavatar.assets import require_asset
+from otavatar.assets import load_asset_state_dict
 
 ARCFACE_TEMPLATE = torch.tensor(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
@@ -82,21 +82,9 @@ class ResNetArcFace(nn.Module):
 
 
 def load_arcface(path: str | Path | None = None) -> ResNetArcFace:
-    """ResNetArcFace with weights from ``arcface_resnet18.pth`` (GFPGAN names; a ``module.`` prefix is accepted)."""
-    path = require_asset("arcface", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot be read as an ArcFace state dict ({type(error).__name__}: {error})") from error
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    """Frozen ResNetArcFace with weights from ``arcface_resnet18.pth`` (GFPGAN key names; a ``module.`` prefix is accepted)."""
     network = ResNetArcFace()
-    expected = network.state_dict()
-    problems = [f"{k}: missing" for k in expected if k not in state]
-    problems += [f"{k}: unexpected key" for k in state if k not in expected]
-    problems += [f"{k}: expected shape {tuple(v.shape)}, found {tuple(state[k].shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if problems:
-        raise ValueError(f"{path}: not ResNet-18 ArcFace weights (GFPGAN arcface_resnet18.pth):\n  " + "\n  ".join(problems[:20]))
-    network.load_state_dict(state)
+    load_asset_state_dict("arcface", network, path)
     return network.eval().requires_grad_(False)
 
 
@@ -121,7 +109,8 @@ def similarity_transform(source: torch.Tensor, destination: torch.Tensor) -> tor
     sign = torch.ones_like(singular)
     sign[:, -1] = torch.sign(torch.linalg.det(u @ vt))
     rotation = u @ torch.diag_embed(sign) @ vt
-    variance = src.square().sum(dim=(1, 2)) / source.shape[1]
+    # Coincident source points (degenerate landmarks) would divide by zero.
+    variance = (src.square().sum(dim=(1, 2)) / source.shape[1]).clamp_min(1e-12)
     scale = (singular * sign).sum(1) / variance
     linear = scale[:, None, None] * rotation
     translation = destination_mean.transpose(1, 2) - linear @ source_mean.transpose(1, 2)
@@ -130,7 +119,7 @@ def similarity_transform(source: torch.Tensor, destination: torch.Tensor) -> tor
 
 def align_faces(images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
     """Grey aligned faces ``(B, 1, 128, 128)`` from images in [−1, 1] and 68 landmarks in their pixels."""
-    matrix = similarity_transform(five_points(keypoints), ARCFACE_TEMPLATE.to(keypoints.device).expand(keypoints.shape[0], -1, -1))
+    matrix = similarity_transform(five_points(keypoints.detach()), ARCFACE_TEMPLATE.to(keypoints.device).expand(keypoints.shape[0], -1, -1))
     full = torch.cat([matrix, torch.tensor([0.0, 0.0, 1.0], dtype=matrix.dtype, device=matrix.device).expand(matrix.shape[0], 1, 3)], 1)
     inverse = torch.linalg.inv(full)[:, :2]
     height, width = images.shape[-2:]
@@ -146,21 +135,26 @@ def align_faces(images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(grey, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
+def arcface_embedding(arcface: ResNetArcFace, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    """Identity embeddings ``(B, 512)`` of images ``(B, 3, H, W)`` in [−1, 1] with 68 landmarks ``(B, 68, 2)`` in their pixels."""
+    return arcface(align_faces(images, keypoints))
+
+
 class IdentityLoss(nn.Module):
-    """1 − cos(ArcFace(target), ArcFace(prediction)), averaged over the batch."""
+    """1 − cos(ArcFace(target), ArcFace(prediction)), averaged over the batch; the target's embedding is constant."""
 
     def __init__(self, arcface: ResNetArcFace) -> None:
         super().__init__()
         self.arcface = arcface
 
     def embed(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-        """Identity embeddings ``(B, 512)`` of images in [−1, 1] with 68 landmarks in their pixels."""
-        return self.arcface(align_faces(images, keypoints))
+        """See :func:`arcface_embedding`."""
+        return arcface_embedding(self.arcface, images, keypoints)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in [−1, 1] (the target is area-resized if needed); keypoints in pixels of the prediction."""
         if target.shape[-2:] != prediction.shape[-2:]:
             target = F.interpolate(target, size=prediction.shape[-2:], mode="area")
         with torch.no_grad():
             wanted = self.embed(target, keypoints)
         return (1 - F.cosine_similarity(self.embed(prediction, keypoints), wanted, dim=1)).mean()
-

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
-from otavatar.assets import require_asset
+from otavatar.assets import load_asset_state_dict
 
 # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's vgg19().features.
 VGG19_LAYERS = (1, 6, 11, 20, 29)
@@ -18,26 +18,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
-    """torchvision's VGG19 ``features`` up to relu5_1, with ImageNet weights from a local file.
+    """torchvision's VGG19 ``features`` up to relu5_1 (indices 0–29), with ImageNet weights from a local file.
 
-    The file is torchvision's ``vgg19-dcbb9e9d.pth`` (a state dict with ``features.*`` and
-    ``classifier.*`` keys); only the ``features.*`` entries are used.
+    The file is torchvision's ``vgg19-dcbb9e9d.pth`` (``features.*`` and ``classifier.*`` keys; the
+    classifier is ignored), found as described in :mod:`otavatar.assets`.
     """
-    path = require_asset("vgg19", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot be read as a VGG19 state dict ({type(error).__name__}: {error})") from error
-    features = vgg19(weights=None).features[: VGG19_LAYERS[-1] + 1]
-    wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
-    problems = [f"{k}: missing" for k in wanted if k not in state]
-    problems += [
-        f"{k}: expected shape {tuple(v.shape)}, found {tuple(state[k].shape)}"
-        for k, v in wanted.items() if k in state and state[k].shape != v.shape
-    ]
-    if problems:
-        raise ValueError(f"{path}: not torchvision VGG19 weights:\n  " + "\n  ".join(problems))
-    features.load_state_dict({k[len("features."):]: state[k] for k in wanted})
+    # torchvision's VGG19 feature stack (config "E") without building the 120M-parameter classifier.
+    features = make_layers(cfgs["E"])[: VGG19_LAYERS[-1] + 1]
+    load_asset_state_dict(
+        "vgg19", features, path, key_map={key: f"features.{key}" for key in features.state_dict()}, ignore_unexpected=True
+    )
     return features.eval().requires_grad_(False)
 
 

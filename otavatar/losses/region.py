@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-# name: (landmark indices, padding in pixels at 512², crop size)
-REGIONS = {
-    "mouth": (range(48, 68), 10, 120),
-    "left_eye": (range(36, 42), 20, 80),
-    "right_eye": (range(42, 48), 20, 80),
+# name: (68-landmark indices (iBUG order), padding in pixels of a 512² image)
+LANDMARK_GROUPS = {
+    "mouth": (range(48, 68), 10),
+    "left_eye": (range(36, 42), 20),
+    "right_eye": (range(42, 48), 20),
+    "nose": (range(27, 36), 10),
 }
+# The regions the loss compares, with the side of their RoI-aligned crops.
+CROP_SIZES = {"mouth": 120, "left_eye": 80, "right_eye": 80}
 
 
-def landmark_boxes(keypoints: torch.Tensor, indices, padding_at_512: int, image_size: int) -> torch.Tensor:
-    """Boxes ``(B, 4)`` = (x1, y1, x2, y2) around landmarks ``(B, 68, 2)`` given in pixels of ``image_size``.
+def landmark_boxes(keypoints: torch.Tensor, indices: Sequence[int], padding_at_512: int, image_size: int | tuple[int, int]) -> torch.Tensor:
+    """Boxes ``(B, 4)`` = (x1, y1, x2, y2) around landmarks ``(B, 68, 2)`` given in pixels of the image.
 
     As in the release: min/max of the points truncated to whole pixels, padded by
-    ``int(padding · size / 512)``; then clipped to the image.
+    ``int(padding · H / 512)``. Then clipped to the image (pixel centres 0 … size − 1).
     """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     points = keypoints[:, list(indices)]
-    padding = int(padding_at_512 / 512 * image_size)
-    low = points.min(dim=1).values.floor() - padding
-    high = points.max(dim=1).values.floor() + padding
-    return torch.cat([low, high], dim=1).clamp(0, image_size - 1)
+    padding = int(padding_at_512 / 512 * height)
+    low = points.min(dim=1).values.trunc() - padding
+    high = points.max(dim=1).values.trunc() + padding
+    limit = torch.tensor([width - 1, height - 1], dtype=keypoints.dtype, device=keypoints.device)
+    zero = torch.zeros_like(limit)
+    return torch.cat([torch.minimum(torch.maximum(low, zero), limit), torch.minimum(torch.maximum(high, zero), limit)], dim=1)
+
+
+def region_box(keypoints: torch.Tensor, region: str, image_size: int | tuple[int, int]) -> torch.Tensor:
+    """The box ``(B, 4)`` of a named region (``mouth``, ``left_eye``, ``right_eye``, ``nose``)."""
+    if region not in LANDMARK_GROUPS:
+        raise KeyError(f"unknown face region {region!r}; known: {sorted(LANDMARK_GROUPS)}")
+    indices, padding = LANDMARK_GROUPS[region]
+    return landmark_boxes(keypoints, indices, padding, image_size)
 
 
 class RegionLoss(nn.Module):
-    """Σ over regions of L1 between RoI-aligned crops of the prediction and the target.
+    """Σ over mouth and eyes of L1 between RoI-aligned crops (mouth 120², eyes 80²) of prediction and target.
 
     Args:
         release_eye_bug: reproduce the release, whose eye terms crop the target twice (always 0),
@@ -41,14 +57,14 @@ class RegionLoss(nn.Module):
         self.release_eye_bug = release_eye_bug
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-        """prediction and target ``(B, 3, H, H)``; keypoints ``(B, 68, 2)`` in pixels of H."""
-        size = prediction.shape[-1]
-        if target.shape[-1] != size:
-            target = F.interpolate(target, size=prediction.shape[-2:], mode="area")
+        """prediction and target ``(B, 3, H, W)`` (the target is area-resized if needed); keypoints ``(B, 68, 2)`` in pixels of the prediction."""
+        size = tuple(prediction.shape[-2:])
+        if tuple(target.shape[-2:]) != size:
+            target = F.interpolate(target, size=size, mode="area")
         batch_index = torch.arange(prediction.shape[0], device=prediction.device, dtype=prediction.dtype)[:, None]
         loss = prediction.new_zeros(())
-        for name, (indices, padding, crop) in REGIONS.items():
-            boxes = torch.cat([batch_index, landmark_boxes(keypoints.to(prediction.dtype), indices, padding, size)], dim=1)
+        for name, crop in CROP_SIZES.items():
+            boxes = torch.cat([batch_index, region_box(keypoints.to(prediction.dtype), name, size)], dim=1)
             source = target if self.release_eye_bug and name != "mouth" else prediction
             predicted = roi_align(source, boxes, output_size=(crop, crop), spatial_scale=1.0)
             wanted = roi_align(target, boxes, output_size=(crop, crop), spatial_scale=1.0)

@@ -1,7 +1,9 @@
 """Density regularisers on the tri-plane (EG3D, reused by the release) and the motion-code penalty.
 
-Both density terms act on the raw decoder sigma at 2000 random points per sample, drawn in
-[−1, 1]³ as the release does (twice the side of the plane box, so many points read zeros).
+Both density terms act on the raw decoder sigma (before the ray marcher's softplus) at random
+points drawn uniformly in [−1, 1]³ as the release does: twice the side of the plane box, so many
+points fall outside it. ``sigma_fn(coordinates (B, M, 3)) -> (B, M, 1)`` is typically
+``functools.partial(generator.sample_density, planes)``.
 """
 
 from __future__ import annotations
@@ -14,26 +16,52 @@ import torch.nn.functional as F
 SigmaFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _random_points(batch: int, num_points: int, device: torch.device) -> torch.Tensor:
-    return torch.rand(batch, num_points, 3, device=device) * 2 - 1
+def _random_points(batch: int, num_points: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    # Drawn on the generator's own device so a CPU generator also serves CUDA tensors.
+    draw_device = generator.device if generator is not None else device
+    return (torch.rand(batch, num_points, 3, device=draw_device, generator=generator) * 2 - 1).to(device)
 
 
-def tv_density_loss(sigma_fn: SigmaFn, batch: int, device: torch.device, num_points: int = 2000,
-                    perturbation: float = 0.004, density_reg: float = 0.25) -> torch.Tensor:
-    """L1 between sigma at random points and at points moved by N(0, perturbation²), × density_reg."""
-    points = _random_points(batch, num_points, device)
-    perturbed = points + torch.randn_like(points) * perturbation
-    sigma = sigma_fn(torch.cat([points, perturbed], dim=1))
+def tv_density_loss(
+    sigma_fn: SigmaFn,
+    batch: int,
+    device: torch.device,
+    num_points: int = 2000,
+    perturbation: float = 0.004,
+    density_reg: float = 0.25,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """L1 between sigma at random points and at the points moved by N(0, 1)·``perturbation``, × ``density_reg``.
+
+    Args:
+        perturbation: ``rendering_kwargs['density_reg_p_dist']`` (0.004).
+        density_reg: ``rendering_kwargs['density_reg']`` (0.25).
+        generator: the random source of the points (global RNG if None).
+    """
+    points = _random_points(batch, num_points, device, generator)
+    draw_device = generator.device if generator is not None else device
+    noise = torch.randn(batch, num_points, 3, device=draw_device, generator=generator).to(device)
+    sigma = sigma_fn(torch.cat([points, points + noise * perturbation], dim=1))
     return F.l1_loss(sigma[:, :num_points], sigma[:, num_points:]) * density_reg
 
 
-def monotonic_density_loss(sigma_fn: SigmaFn, batch: int, device: torch.device, num_points: int = 2000,
-                           box_warp: float = 1.0, detach_front: bool = False) -> torch.Tensor:
-    """mean relu(σ(p) − σ(p − (0, 0, box_warp/256))): density must not drop moving away from a frontal camera.
+def monotonic_density_loss(
+    sigma_fn: SigmaFn,
+    batch: int,
+    device: torch.device,
+    num_points: int = 2000,
+    box_warp: float = 1.0,
+    detach_front: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """mean relu(σ(p) − σ(p − (0, 0, box_warp/256))): density must not drop moving away from a frontal camera (−z).
 
-    ``detach_front`` is EG3D's 'monotonic-detach'; the release detaches nothing.
+    Args:
+        box_warp: ``rendering_kwargs['box_warp']``.
+        detach_front: EG3D's 'monotonic-detach' (no gradient through σ(p)); the release detaches nothing.
+        generator: the random source of the points (global RNG if None).
     """
-    points = _random_points(batch, num_points, device)
+    points = _random_points(batch, num_points, device, generator)
     behind = points + torch.tensor([0.0, 0.0, -box_warp / 256], device=device)
     sigma = sigma_fn(torch.cat([points, behind], dim=1))
     front = sigma[:, :num_points].detach() if detach_front else sigma[:, :num_points]
@@ -41,5 +69,5 @@ def monotonic_density_loss(sigma_fn: SigmaFn, batch: int, device: torch.device, 
 
 
 def motion_code_l1(motion_code: torch.Tensor) -> torch.Tensor:
-    """Mean absolute value of w_x ``(B, num_ws, 512)`` (the paper's L1 on the controller's output)."""
+    """Mean absolute value of w_x ``(B, num_ws, 512)`` (the paper's L1 penalty on the controller's output)."""
     return motion_code.abs().mean()
