@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otavatar.assets import load_asset_state_dict
+from otavatar.assets import load_asset_state_dict, require_asset
 
 ARCFACE_TEMPLATE = torch.tensor(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
@@ -83,6 +83,7 @@ class ResNetArcFace(nn.Module):
 
 def load_arcface(path: str | Path | None = None) -> ResNetArcFace:
     """Frozen ResNetArcFace with weights from ``arcface_resnet18.pth`` (GFPGAN key names; a ``module.`` prefix is accepted)."""
+    path = require_asset("arcface", path)  # before building the network: fail fast
     network = ResNetArcFace()
     load_asset_state_dict("arcface", network, path)
     return network.eval().requires_grad_(False)

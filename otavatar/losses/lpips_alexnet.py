@@ -14,11 +14,12 @@ from pathlib import Path
 import lpips
 from torch import nn
 
-from otavatar.assets import load_asset_state_dict
+from otavatar.assets import load_asset_state_dict, require_asset
 
 
 def load_lpips(path: str | Path | None = None) -> nn.Module:
     """Frozen ``lpips.LPIPS(net='alex')``; call it with two ``(B, 3, H, W)`` images in [−1, 1] → ``(B, 1, 1, 1)``."""
+    path = require_asset("alexnet", path)  # before building the network: fail fast
     with warnings.catch_warnings():
         # lpips builds its backbone with torchvision's deprecated ``pretrained=`` argument.
         warnings.simplefilter("ignore", UserWarning)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from otavatar.assets import load_asset_state_dict
+from otavatar.assets import load_asset_state_dict, require_asset
 
 # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's vgg19().features.
 VGG19_LAYERS = (1, 6, 11, 20, 29)
@@ -23,6 +23,7 @@ def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
     The file is torchvision's ``vgg19-dcbb9e9d.pth`` (``features.*`` and ``classifier.*`` keys; the
     classifier is ignored), found as described in :mod:`otavatar.assets`.
     """
+    path = require_asset("vgg19", path)  # before building the network: fail fast
     # torchvision's VGG19 feature stack (config "E") without building the 120M-parameter classifier.
     features = make_layers(cfgs["E"])[: VGG19_LAYERS[-1] + 1]
     load_asset_state_dict(
