@@ -27,20 +27,46 @@ def bias_act(
     activation: str = "linear",
     gain: float | None = None,
     clamp: float | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Add a per-channel bias (dim 1), apply the activation, scale by ``gain``, clamp to ±``clamp``."""
+    """Add a per-channel bias (dim 1), apply the activation, scale by ``gain``, clamp to ±``clamp``.
+
+    ``inplace=True`` lets a caller that owns ``x`` (a fresh conv output) skip the temporaries; it is
+    honoured only when autograd does not need ``x``.
+    """
+    if activation not in ACTIVATION_GAINS:
+        raise ValueError(f"unsupported activation {activation!r}; expected 'linear' or 'lrelu'")
+    gain = ACTIVATION_GAINS[activation] if gain is None else gain
+    if inplace and not (torch.is_grad_enabled() and x.requires_grad):
+        if bias is not None:
+            x.add_(bias.reshape([1, -1] + [1] * (x.dim() - 2)))
+        if activation == "lrelu":
+            F.leaky_relu_(x, 0.2)
+        if gain != 1:
+            x.mul_(gain)
+        if clamp is not None and clamp >= 0:
+            x.clamp_(-clamp, clamp)
+        return x
     if bias is not None:
         x = x + bias.reshape([1, -1] + [1] * (x.dim() - 2))
     if activation == "lrelu":
         x = F.leaky_relu(x, 0.2)
-    elif activation != "linear":
-        raise ValueError(f"unsupported activation {activation!r}; expected 'linear' or 'lrelu'")
-    gain = ACTIVATION_GAINS[activation] if gain is None else gain
     if gain != 1:
         x = x * gain
     if clamp is not None and clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def conv_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The activation layout the convolutions run fastest in for ``x``'s device and dtype.
+
+    oneDNN (CPU) and tensor-core (CUDA half/bfloat16) convolutions work on NHWC natively; given
+    NCHW they reorder every input and output.
+    """
+    if x.device.type == "cpu" or x.dtype in (torch.float16, torch.bfloat16):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def fir_filter(taps: list[float] | None = (1, 3, 3, 1)) -> torch.Tensor:
@@ -67,23 +93,23 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return F.conv_transpose2d(x, weight, stride=2, padding=1, groups=channels)
 
 
-def _conv_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, groups: int) -> torch.Tensor:
+def _conv_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, groups: int, bias: torch.Tensor | None) -> torch.Tensor:
     """3×3 convolution with ×2 upsampling, as the release's ``conv2d_resample(up=2, padding=1)``.
 
     Transposed conv (stride 2, weight transposed but not flipped) gives 2H+1 pixels; the FIR filter
-    with padding 1 and gain 4 brings it to exactly 2H.
+    with padding 1 and gain 4 brings it to exactly 2H. The bias rides on the FIR convolution.
     """
     out_channels, in_per_group, kh, kw = weight.shape
     weight = weight.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
     weight = weight.reshape(groups * in_per_group, out_channels // groups, kh, kw)
     x = F.conv_transpose2d(x, weight, stride=2, groups=groups)
-    return F.conv2d(x, _depthwise(f, x.shape[1], 4.0, x.dtype), padding=1, groups=x.shape[1])
+    return F.conv2d(x, _depthwise(f, x.shape[1], 4.0, x.dtype), bias, padding=1, groups=x.shape[1])
 
 
-def _conv(x: torch.Tensor, weight: torch.Tensor, up: int, f: torch.Tensor | None, groups: int) -> torch.Tensor:
+def _conv(x: torch.Tensor, weight: torch.Tensor, up: int, f: torch.Tensor | None, groups: int, bias: torch.Tensor | None = None) -> torch.Tensor:
     if up == 2:
-        return _conv_up2(x, weight, f, groups)
-    return F.conv2d(x, weight, padding=weight.shape[-1] // 2, groups=groups)
+        return _conv_up2(x, weight, f, groups, bias)
+    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=groups)
 
 
 def modulated_conv2d(
@@ -95,8 +121,10 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     demodulate: bool = True,
     fused_modconv: bool = True,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated convolution.
+    """StyleGAN2 modulated convolution: ``gain · (conv(x, w ⊙ s, demodulated) + noise + bias)``.
 
     Args:
         x: ``(B, C_in, H, W)`` input.
@@ -104,8 +132,10 @@ def modulated_conv2d(
         styles: ``(B, C_in)`` per-sample modulation.
         noise: broadcastable to the output, added after the (de)modulated conv.
         up: 1 or 2.
-        fused_modconv: one grouped conv with per-sample weights (inference) or modulate the
-            activations instead (training); mathematically identical.
+        fused_modconv: one convolution with per-sample weights (inference; grouped when B > 1) or
+            modulate the activations instead (training); mathematically identical.
+        bias: ``(C_out,)``, added with the noise; the fused path adds it inside the convolution.
+        gain: output scale; the fused path folds it into the weights, bias and noise.
     """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -120,8 +150,6 @@ def modulated_conv2d(
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
@@ -130,14 +158,25 @@ def modulated_conv2d(
             x = x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
         if noise is not None:
             x = x + noise.to(x.dtype)
-        return x
+        if bias is not None:
+            x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
+        return x * gain if gain != 1 else x
 
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = _conv(x, w.to(x.dtype), up, resample_filter, groups=batch_size)
-    x = x.reshape(batch_size, -1, *x.shape[2:])
+    scale = dcoefs * gain if demodulate else torch.full_like(w[:, :, 0, 0, 0], gain)
+    w = (w * scale.reshape(batch_size, -1, 1, 1, 1)).to(x.dtype)
+    if bias is not None:
+        bias = (bias * gain).to(x.dtype)
+    if batch_size == 1:
+        # A plain convolution keeps the caller's memory format (NHWC on CPU).
+        x = _conv(x, w[0], up, resample_filter, groups=1, bias=bias)
+    else:
+        x = x.reshape(1, -1, *x.shape[2:])
+        w = w.reshape(-1, in_channels, kh, kw)
+        x = _conv(x, w, up, resample_filter, groups=batch_size, bias=None if bias is None else bias.repeat(batch_size))
+        x = x.reshape(batch_size, -1, *x.shape[2:])
     if noise is not None:
-        x = x + noise
+        noise = noise.to(x.dtype) * gain if gain != 1 else noise.to(x.dtype)
+        x = x.add_(noise) if not (torch.is_grad_enabled() and x.requires_grad) else x + noise
     return x
 
 
@@ -288,9 +327,13 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise, self.up, self.resample_filter, fused_modconv=fused_modconv)
+        # Leaky ReLU is positively homogeneous, so the activation gain moves into the convolution.
+        x = modulated_conv2d(
+            x, self.weight, styles, noise, self.up, self.resample_filter, fused_modconv=fused_modconv,
+            bias=self.bias, gain=self.act_gain * gain,
+        )
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), self.activation, gain=self.act_gain * gain, clamp=act_clamp)
+        return bias_act(x, None, self.activation, gain=1, clamp=act_clamp, inplace=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -316,8 +359,8 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias)
+        return bias_act(x, None, clamp=self.conv_clamp, inplace=True)
 
 
 class SynthesisBlock(nn.Module):
@@ -386,17 +429,18 @@ class SynthesisBlock(nn.Module):
 
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         else:
             x = x.to(dtype)
+        x = x.contiguous(memory_format=conv_memory_format(x))
+        if self.in_channels != 0:
             x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+        x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
 
-        if img is not None:
-            img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
-        img = img + y if img is not None else y
-        return x, img
+        if img is None:
+            return x, y
+        img = upsample2d(img, self.resample_filter)
+        return x, img.add_(y) if not (torch.is_grad_enabled() and (img.requires_grad or y.requires_grad)) else img + y
 
 
 class SynthesisNetwork(nn.Module):
