@@ -52,3 +52,16 @@ def build_controller(controller_cfg: Mapping[str, Any] | DictConfig) -> MotionCo
 def build_animator(model_cfg: DictConfig | Mapping[str, Any]) -> Animator:
     """Generator + controller of a model preset, with random weights."""
     return Animator(build_generator(model_cfg["generator"]), build_controller(model_cfg["controller"]))
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+    """The Hydra config tree composed as scripts/train.py sees it (defaults lists resolved)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides or [])
+
+
+def load_loss_preset(name: str) -> DictConfig:
+    """A loss preset of ``configs/loss`` (``offline``, ``release``), composed."""
+    return compose_config([f"loss={name}"]).loss

@@ -1,0 +1,77 @@
+"""scripts/invert.py and scripts/reenact.py end to end on the micro model and synthetic heads."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from otavatar.config import load_model_preset
+from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.training import checkpointing
+from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+from tests.helpers import micro_animator, pixel_loss
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scripts")
+    trainer = DecouplingTrainer(micro_animator(), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
+    config = load_model_preset("tiny")
+    config.generator.neural_rendering_resolution = 16
+    config.generator.rendering_kwargs.depth_resolution = 8
+    config.generator.rendering_kwargs.depth_resolution_importance = 8
+    state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(config)}}
+    checkpoint = checkpointing.save_checkpoint(state, folder, 1, keep=1)
+    dataset = folder / "heads"
+    write_synthetic_dataset(dataset, identities=2, videos=1, frames=4, resolution=128, seed=0, progress=False)
+    return folder, checkpoint, dataset
+
+
+def run(script: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *map(str, args)], capture_output=True, text=True)
+
+
+def test_invert_then_reenact_a_coefficient_sequence(setup):
+    folder, checkpoint, dataset = setup
+    avatar = folder / "avatar.pt"
+    inverted = run("invert.py", "--checkpoint", checkpoint, "--dataset", dataset, "--video", "synth0001#00",
+                   "--w-steps", 12, "--w-plus-steps", 4, "--lr", 0.05, "--out", avatar)
+    assert inverted.returncode == 0, inverted.stderr[-2000:]
+    assert "reconstruction PSNR" in inverted.stdout
+    content = torch.load(avatar, weights_only=True)
+    assert content["identity_w_plus"].shape == (1, 10, 512)
+    curve = content["loss_curve"]
+    assert len(curve) == 16 and curve[11] < curve[0]
+    assert avatar.with_suffix(".png").is_file()
+
+    coefficients = folder / "motion.npy"
+    np.save(coefficients, np.random.default_rng(0).normal(0, 0.1, (30, 257)).astype(np.float32))
+    video = folder / "out.mp4"
+    reenacted = run("reenact.py", "--checkpoint", checkpoint, "--avatar", avatar, "--driving", coefficients, "--camera", "orbit", "--out", video)
+    assert reenacted.returncode == 0, reenacted.stderr[-2000:]
+    assert "30 frames in" in reenacted.stdout
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert frames == 30
+    reader = imageio_ffmpeg.read_frames(str(video))
+    assert next(reader)["size"] == (128, 128)
+
+
+def test_errors_say_what_to_do(setup):
+    folder, checkpoint, dataset = setup
+    wrong = folder / "wrong.npy"
+    np.save(wrong, np.zeros((5, 100), np.float32))
+    avatar = folder / "avatar.pt"
+    if avatar.exists():
+        result = run("reenact.py", "--checkpoint", checkpoint, "--avatar", avatar, "--driving", wrong, "--out", folder / "x.mp4")
+        assert result.returncode != 0 and "expected (N, 257), (N, 260) or (N, 70) values, found shape (5, 100)" in result.stderr
+    result = run("reenact.py", "--checkpoint", checkpoint, "--avatar", folder / "none.pt", "--driving", wrong)
+    assert result.returncode != 0 and "none.pt: file does not exist" in result.stderr
+    result = run("invert.py", "--checkpoint", folder / "missing.pt", "--dataset", dataset, "--video", "synth0001#00")
+    assert result.returncode != 0 and "missing.pt: file does not exist" in result.stderr
