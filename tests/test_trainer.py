@@ -74,6 +74,8 @@ def test_train_step_updates_live_networks_and_emas():
     live_before = copy.deepcopy(animator.generator.state_dict())
     logs = trainer.train_step(random_batch(2))
     assert "refine/raw" in logs and "inversion/sr" in logs
+    assert logs["lr/controller"] == 1e-3 and logs["lr/generator"] == 1e-4
+    assert {"grad_norm/identity_code", "grad_norm/controller", "grad_norm/generator"} <= set(logs)
     changed = [k for k, v in animator.generator.state_dict().items() if not torch.equal(v, live_before[k])]
     assert changed
     # EMA moved 5 % of the way towards the live weights.

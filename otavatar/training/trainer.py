@@ -57,6 +57,7 @@ class TrainerSettings:
     neural_rendering_resolution: int | None = None
     refine_super_resolve: bool = True
     deterministic_rendering: bool = False
+    amp: str = "none"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +68,8 @@ class TrainerSettings:
                 "trainer.generator_trainable: expected 'all', 'synthesis', 'decoder' or 'superresolution', "
                 f"found {self.generator_trainable!r}"
             )
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
         inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
 
 
@@ -105,6 +108,7 @@ class DecouplingTrainer:
             parameter.requires_grad_(settings.finetune_generator)
         self.iteration = 0
         self.last_identity: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.grad_norms: dict[str, float] = {}
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -119,11 +123,15 @@ class DecouplingTrainer:
     def _frames_loss(self, animator: Animator, identity_code, correction, batch, super_resolve: bool, frames: Iterable[int]):
         total = 0.0
         terms: dict[str, torch.Tensor] = {}
+        device_type = batch["image"].device.type
+        # bf16 autocast (CUDA mixed precision) needs no loss scaling; parameters and optimisers stay fp32.
+        autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16" and device_type == "cuda")
         for frame in frames:
-            output = self._render_frame(animator, identity_code, correction, batch, frame, super_resolve)
-            target = {"image": batch["image"][:, frame], "keypoints": batch["keypoints"][:, frame]}
-            loss, frame_terms = self.frame_loss(output, target, super_resolve=super_resolve, generator=animator.generator)
-            total = total + loss
+            with autocast:
+                output = self._render_frame(animator, identity_code, correction, batch, frame, super_resolve)
+                target = {"image": batch["image"][:, frame], "keypoints": batch["keypoints"][:, frame]}
+                loss, frame_terms = self.frame_loss(output, target, super_resolve=super_resolve, generator=animator.generator)
+            total = total + loss.float()
             for name, value in frame_terms.items():
                 terms[name] = terms.get(name, 0.0) + value.detach()
         _check_finite(total, terms)
@@ -163,13 +171,13 @@ class DecouplingTrainer:
             self.controller_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if step.update_identity:
-                torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip)
+                self.grad_norms["identity_code"] = float(torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip))
                 identity_optimizer.step()
                 if camera_optimizer:
                     camera_optimizer.step()
             if step.update_controller:
                 average_gradients(controller_parameters, self.world_size)
-                torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
+                self.grad_norms["inversion_controller"] = float(torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip))
                 self.controller_optimizer.step()
         self.animator.controller.requires_grad_(True)
         return identity_code.detach(), correction.detach(), terms
@@ -185,11 +193,11 @@ class DecouplingTrainer:
             self.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(controller_parameters, self.world_size)
-            torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
+            self.grad_norms["controller"] = float(torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip))
             self.controller_optimizer.step()
             if settings.finetune_generator:
                 average_gradients(self.generator_parameters, self.world_size)
-                torch.nn.utils.clip_grad_norm_(self.generator_parameters, settings.generator_grad_clip)
+                self.grad_norms["generator"] = float(torch.nn.utils.clip_grad_norm_(self.generator_parameters, settings.generator_grad_clip))
                 self.generator_optimizer.step()
         return terms
 
@@ -203,6 +211,9 @@ class DecouplingTrainer:
         self.iteration += 1
         logs = {f"inversion/{k}": float(v) for k, v in inversion_terms.items()}
         logs.update({f"refine/{k}": float(v) for k, v in refine_terms.items()})
+        logs.update({f"grad_norm/{k}": v for k, v in self.grad_norms.items()})
+        logs["lr/controller"] = self.controller_optimizer.param_groups[0]["lr"]
+        logs["lr/generator"] = self.generator_optimizer.param_groups[0]["lr"]
         return logs
 
     # -- state ---------------------------------------------------------------------------------
