@@ -1,29 +1,48 @@
-"""Timing of the animation path (ws → planes → render → super-resolution) for a model preset."""
+"""Timing of the animation path (ws → planes → render → super-resolution) for a model preset and speed mode.
+
+Every row carries the settings it was measured with (device, precision, threads, samples per
+ray, rendering resolution, compile, allocator setting) and the machine's load average, because
+numbers on a shared CPU are only comparable with those.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import platform
 import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from otavatar.config import build_generator, load_model_preset
+from otavatar.speed import SPEED_MODES, SpeedMode, keep_freed_memory, speed_mode, speed_mode_by_name
 
 
 @dataclass
 class BenchmarkResult:
     preset: str
+    mode: str
     device: str
-    dtype: str
+    precision: str
     threads: int
     batch: int
     runs: int
+    coarse_samples: int
+    fine_samples: int
+    neural_rendering_resolution: int
+    compile: bool
+    keep_freed_memory: bool
+    warmup_seconds: float
     median_seconds_per_batch: float
+    seconds_per_frame: float
     frames_per_second: float
     peak_memory_mb: float
+    load_average: float | None
+    psnr_vs_exact: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -40,52 +59,130 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    elif _CLEAR_REFS.exists():
+        try:
+            _CLEAR_REFS.write_text("5")  # Linux: reset the resident-set high-water mark (VmHWM).
+        except OSError:
+            pass
+
+
 def _peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated tensor memory. CPU: peak resident memory of the process."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is the process-wide resident peak in KiB on Linux.
+    if _STATUS.exists():
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB of images in [−1, 1] (clamped), over the whole batch."""
+    mse = ((image.float().clamp(-1, 1) - reference.float().clamp(-1, 1)) / 2).square().mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
+
+
 def benchmark_animation_path(
-    preset: str, batch: int = 1, runs: int = 5, warmup: int = 1, device: str = "cpu", seed: int = 0
+    preset: str,
+    mode: SpeedMode | str = "exact",
+    batch: int = 1,
+    runs: int = 5,
+    warmup: int = 1,
+    device: str = "cpu",
+    seed: int = 0,
+    quality: bool = False,
+    allocator_keeps_memory: bool = False,
 ) -> BenchmarkResult:
     """Median wall time of ws → planes → render → super-resolution over ``runs`` after ``warmup`` runs.
 
     Weights are random (timing does not depend on their values); ws are drawn around w_avg.
+    ``quality`` adds the PSNR of the mode's deterministic output against the exact one (None for
+    the exact mode itself).
+    ``allocator_keeps_memory`` applies :func:`otavatar.speed.keep_freed_memory` to this process.
     """
+    mode = speed_mode_by_name(mode) if isinstance(mode, str) else mode
     torch_device = torch.device(device)
+    kept = keep_freed_memory() if allocator_keeps_memory else False
     generator = torch.Generator().manual_seed(seed)
     model = build_generator(load_model_preset(preset).generator).eval().to(torch_device)
-    ws = torch.randn(batch, model.num_ws, model.w_dim, generator=generator).to(torch_device)
-    camera = _frontal_camera(batch).to(torch_device)
-    if torch_device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(torch_device)
-    timings = []
+    ws = (model.w_avg.cpu() + torch.randn(batch, model.num_ws, model.w_dim, generator=generator)).to(torch_device)
+    camera = frontal_camera(batch).to(torch_device)
+    resolved = mode.resolved(torch_device)
+    settings = resolved.settings(model)
+    synthesis = torch.compile(model.synthesis, dynamic=False) if mode.compile else model.synthesis
+
+    psnr_vs_exact = None
     with torch.inference_mode():
-        for index in range(warmup + runs):
-            _synchronize(torch_device)
-            start = time.perf_counter()
-            model.synthesis(ws, camera, noise_mode="const")
-            _synchronize(torch_device)
-            if index >= warmup:
-                timings.append(time.perf_counter() - start)
+        if quality and resolved != SPEED_MODES["exact"]:
+            reference = model.synthesis(ws, camera, noise_mode="const", deterministic=True)["image"]
+            with speed_mode(model, resolved, torch_device):
+                image = synthesis(ws, camera, noise_mode="const", deterministic=True)["image"]
+            psnr_vs_exact = psnr(image, reference)
+            del reference, image
+        _reset_peak_memory(torch_device)
+        timings = []
+        start_warmup = time.perf_counter()
+        with speed_mode(model, resolved, torch_device):
+            for index in range(warmup + runs):
+                _synchronize(torch_device)
+                start = time.perf_counter()
+                synthesis(ws, camera, noise_mode="const")
+                _synchronize(torch_device)
+                if index == warmup - 1:
+                    warmup_seconds = time.perf_counter() - start_warmup
+                if index >= warmup:
+                    timings.append(time.perf_counter() - start)
     median = statistics.median(timings)
     return BenchmarkResult(
         preset=preset,
+        mode=mode.name,
         device=device_name(torch_device),
-        dtype="float32" if torch_device.type == "cpu" else "float32 (SR fp16)",
+        precision=settings["precision"],
         threads=torch.get_num_threads(),
         batch=batch,
         runs=runs,
+        coarse_samples=settings["coarse_samples"],
+        fine_samples=settings["fine_samples"],
+        neural_rendering_resolution=settings["neural_rendering_resolution"],
+        compile=mode.compile,
+        keep_freed_memory=kept,
+        warmup_seconds=warmup_seconds if warmup else 0.0,
         median_seconds_per_batch=median,
+        seconds_per_frame=median / batch,
         frames_per_second=batch / median,
         peak_memory_mb=_peak_memory_mb(torch_device),
+        load_average=_load_average(),
+        psnr_vs_exact=psnr_vs_exact,
     )
 
 
-def _frontal_camera(batch: int) -> torch.Tensor:
-    """EG3D's frontal camera: radius 2.7 on +z looking at the origin, FFHQ focal 4.2647."""
+def _run_isolated(kwargs: dict, threads: int | None) -> BenchmarkResult:
+    if threads:
+        torch.set_num_threads(threads)
+    return benchmark_animation_path(**kwargs)
+
+
+def benchmark_in_subprocess(threads: int | None = None, **kwargs) -> BenchmarkResult:
+    """:func:`benchmark_animation_path` in a fresh process, so each row's peak memory and allocator state are its own."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_run_isolated, (kwargs, threads))
+
+
+def frontal_camera(batch: int) -> torch.Tensor:
+    """EG3D's frontal camera ``(batch, 25)``: radius 2.7 on +z looking at the origin, FFHQ focal 4.2647."""
     cam2world = torch.tensor(
         [[1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, -1.0, 2.7], [0, 0, 0, 1.0]]
     )
@@ -94,11 +191,20 @@ def _frontal_camera(batch: int) -> torch.Tensor:
 
 
 def format_table(results: list[BenchmarkResult]) -> str:
-    header = "| preset | device | dtype | threads | batch | median s/batch | FPS | peak MB |"
-    rule = "|---|---|---|---|---|---|---|---|"
-    rows = [
-        f"| {r.preset} | {r.device} | {r.dtype} | {r.threads} | {r.batch} | {r.median_seconds_per_batch:.3f} "
-        f"| {r.frames_per_second:.3f} | {r.peak_memory_mb:.0f} |"
-        for r in results
-    ]
+    """A Markdown table, one row per result, with the settings of each number."""
+    header = (
+        "| preset | mode | device | precision | threads | batch | samples/ray | rays | compile | malloc keep "
+        "| s/frame | FPS | peak MB | PSNR vs exact | load |"
+    )
+    rule = "|" + "---|" * (header.count("|") - 1)
+    rows = []
+    for r in results:
+        quality = "—" if r.psnr_vs_exact is None else f"{r.psnr_vs_exact:.1f} dB"
+        load = "—" if r.load_average is None else f"{r.load_average:.1f}"
+        rows.append(
+            f"| {r.preset} | {r.mode} | {r.device} | {r.precision} | {r.threads} | {r.batch} "
+            f"| {r.coarse_samples}+{r.fine_samples} | {r.neural_rendering_resolution}² | {'yes' if r.compile else 'no'} "
+            f"| {'yes' if r.keep_freed_memory else 'no'} | {r.seconds_per_frame:.3f} | {r.frames_per_second:.3f} "
+            f"| {r.peak_memory_mb:.0f} | {quality} | {load} |"
+        )
     return "\n".join([header, rule, *rows])

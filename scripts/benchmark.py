@@ -1,12 +1,17 @@
-"""Frames per second of the animation path (ws → planes → render → super-resolution).
+"""Frames per second and peak memory of the animation path (ws → planes → render → super-resolution).
 
-    python scripts/benchmark.py --preset eg3d_ffhq512 --batch 1 --runs 5
-    python scripts/benchmark.py --preset tiny eg3d_ffhq512 --device cuda --json results/benchmark.json
+One row per preset × speed mode, each measured in a fresh process; the table is printed as it
+grows and written to JSON.
+
+    python scripts/benchmark.py --preset eg3d_ffhq512 --runs 5
+    python scripts/benchmark.py --preset tiny eg3d_ffhq512 --mode exact fast --quality --json results/benchmark.json
+    python scripts/benchmark.py --preset eg3d_ffhq512 --device cuda --mode exact fast --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,18 +20,28 @@ from pathlib import Path
 
 import torch
 
-from otavatar.benchmarking import benchmark_animation_path, format_table
+from otavatar.benchmarking import benchmark_animation_path, benchmark_in_subprocess, format_table
 from otavatar.config import model_presets
+from otavatar.speed import PRECISIONS, SPEED_MODES, speed_mode_by_name
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", nargs="+", default=["tiny"], help=f"model presets: {model_presets()}")
+    parser.add_argument("--mode", nargs="+", default=["exact"], choices=sorted(SPEED_MODES), help="speed modes (otavatar/speed.py)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="override the modes' autocast precision")
+    parser.add_argument("--compile", action="store_true", help="run synthesis through torch.compile")
+    parser.add_argument("--quality", action="store_true", help="add each mode's PSNR against the exact output")
+    parser.add_argument(
+        "--default-allocator", action="store_true",
+        help="leave glibc's malloc as is (by default freed memory is kept, see otavatar.speed.keep_freed_memory)",
+    )
+    parser.add_argument("--in-process", action="store_true", help="measure in this process (peak memory then accumulates)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
 
@@ -36,8 +51,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = []
     for preset in args.preset:
-        results.append(benchmark_animation_path(preset, args.batch, args.runs, args.warmup, args.device))
-        print(format_table(results[-1:]).splitlines()[-1] if len(results) > 1 else format_table(results), flush=True)
+        for mode_name in args.mode:
+            mode = speed_mode_by_name(mode_name)
+            if args.precision:
+                mode = dataclasses.replace(mode, precision=args.precision)
+            if args.compile:
+                mode = dataclasses.replace(mode, compile=True)
+            kwargs = dict(
+                preset=preset, mode=mode, batch=args.batch, runs=args.runs, warmup=args.warmup, device=args.device,
+                quality=args.quality, allocator_keeps_memory=not args.default_allocator,
+            )
+            if args.in_process:
+                result = benchmark_animation_path(**kwargs)
+            else:
+                result = benchmark_in_subprocess(threads=args.threads or torch.get_num_threads(), **kwargs)
+            results.append(result)
+            table = format_table(results).splitlines()
+            print("\n".join(table if len(results) == 1 else table[-1:]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=args.json.parent, suffix=".tmp", delete=False) as handle:

@@ -8,21 +8,29 @@ from otavatar.benchmarking import benchmark_animation_path, format_table
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_benchmark_reports_a_row_for_the_tiny_preset():
+def test_benchmark_reports_a_row_with_its_settings_for_the_tiny_preset():
     result = benchmark_animation_path("tiny", batch=2, runs=2, warmup=1)
     assert result.batch == 2 and result.runs == 2
     assert result.frames_per_second > 0
     assert result.frames_per_second == 2 / result.median_seconds_per_batch
-    assert result.device.startswith("cpu")
-    assert "| tiny | cpu" in format_table([result])
+    assert result.seconds_per_frame == result.median_seconds_per_batch / 2
+    assert result.device.startswith("cpu") and result.precision == "float32"
+    assert (result.coarse_samples, result.fine_samples, result.neural_rendering_resolution) == (24, 24, 32)
+    assert result.peak_memory_mb > 0 and result.psnr_vs_exact is None
+    assert "| tiny | exact | cpu" in format_table([result])
 
 
-def test_benchmark_script_writes_json(tmp_path):
+def test_benchmark_script_writes_a_row_per_preset_and_mode(tmp_path):
     out = tmp_path / "bench.json"
     completed = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--preset", "tiny", "--runs", "1", "--json", str(out)],
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--preset", "tiny", "--mode", "exact", "fast",
+         "--runs", "1", "--threads", "1", "--quality", "--json", str(out)],
         capture_output=True, text=True, check=True,
     )
-    assert "| tiny |" in completed.stdout
+    assert "| tiny | exact |" in completed.stdout and "| tiny | fast |" in completed.stdout
     rows = json.loads(out.read_text())
-    assert rows[0]["preset"] == "tiny" and rows[0]["frames_per_second"] > 0
+    assert [row["mode"] for row in rows] == ["exact", "fast"]
+    assert all(row["frames_per_second"] > 0 and row["threads"] == 1 for row in rows)
+    assert rows[0]["psnr_vs_exact"] is None and rows[1]["psnr_vs_exact"] > 40
+    assert (rows[1]["coarse_samples"], rows[1]["fine_samples"]) == (12, 12)
+    assert rows[0]["keep_freed_memory"] in (True, False)

@@ -125,10 +125,13 @@ class TriPlaneGenerator(nn.Module):
         resolution = neural_rendering_resolution or self.neural_rendering_resolution
         if planes.shape[0] != camera_label.shape[0]:
             raise ValueError(f"render: {planes.shape[0]} tri-planes but {camera_label.shape[0]} camera labels")
-        origins, directions = ray_bundle(camera_label, resolution)
-        features, depth, _ = self.renderer(
-            self._split_planes(planes), self.decoder, origins, directions, self.rendering_kwargs, deterministic=deterministic
-        )
+        # The renderer stays fp32 under autocast: densities feed exp/cumprod, and it is a small share of the work.
+        with torch.autocast(planes.device.type, enabled=False):
+            origins, directions = ray_bundle(camera_label.float(), resolution)
+            features, depth, _ = self.renderer(
+                self._split_planes(planes.float()), self.decoder, origins, directions, self.rendering_kwargs,
+                deterministic=deterministic,
+            )
         batch = planes.shape[0]
         feature_image = features.permute(0, 2, 1).reshape(batch, features.shape[-1], resolution, resolution).contiguous()
         depth_image = depth.permute(0, 2, 1).reshape(batch, 1, resolution, resolution)

@@ -166,9 +166,11 @@ def modulated_conv2d(
     w = (w * scale.reshape(batch_size, -1, 1, 1, 1)).to(x.dtype)
     if bias is not None:
         bias = (bias * gain).to(x.dtype)
-    if batch_size == 1:
-        # A plain convolution keeps the caller's memory format (NHWC on CPU).
-        x = _conv(x, w[0], up, resample_filter, groups=1, bias=bias)
+    if batch_size == 1 or x.device.type == "cpu":
+        # Plain per-sample convolutions keep the caller's memory format (NHWC on CPU); oneDNN has
+        # no fast path for a grouped convolution with a few huge groups.
+        convs = [_conv(x[i : i + 1], w[i], up, resample_filter, groups=1, bias=bias) for i in range(batch_size)]
+        x = convs[0] if batch_size == 1 else torch.cat(convs)
     else:
         x = x.reshape(1, -1, *x.shape[2:])
         w = w.reshape(-1, in_channels, kh, kw)
@@ -427,9 +429,11 @@ class SynthesisBlock(nn.Module):
         if fused_modconv == "inference_only":
             fused_modconv = not self.training
 
+        # Under autocast the convolutions choose their precision; casting here would only add copies.
+        autocast = torch.is_autocast_enabled(ws.device.type)
         if self.in_channels == 0:
-            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-        else:
+            x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        if not autocast:
             x = x.to(dtype)
         x = x.contiguous(memory_format=conv_memory_format(x))
         if self.in_channels != 0:
@@ -439,7 +443,9 @@ class SynthesisBlock(nn.Module):
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
         if img is None:
             return x, y
-        img = upsample2d(img, self.resample_filter)
+        with torch.autocast(ws.device.type, enabled=False):
+            # The skip image (the tri-plane in EG3D's backbone) accumulates in fp32, as in the release.
+            img = upsample2d(img, self.resample_filter)
         return x, img.add_(y) if not (torch.is_grad_enabled() and (img.requires_grad or y.requires_grad)) else img + y
 
 
