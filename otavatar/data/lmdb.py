@@ -38,10 +38,15 @@ def key(*parts) -> bytes:
     return "-".join(f"{p:07d}" if isinstance(p, int) else str(p) for p in parts).encode("utf-8")
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` float in [0, 1] → ``(N, H, W, 3)`` uint8, in one pass over the batch."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def encode_image(image: torch.Tensor | np.ndarray, format: str = "PNG") -> bytes:
     """``(3, H, W)`` float in [0, 1] or ``(H, W, 3)`` uint8 → encoded bytes."""
     if torch.is_tensor(image):
-        image = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        image = to_uint8(image[None])[0]
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=format, **({"quality": 95} if format == "JPEG" else {}))
     return buffer.getvalue()

@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from otavatar.camera import TRACKER_FOCAL
-from otavatar.data.lmdb import VideoLmdbWriter, encode_image
+from otavatar.data.lmdb import VideoLmdbWriter, encode_image, to_uint8
 from otavatar.data.synthetic import coefficients, make_video, sample_identity
 
 
@@ -72,7 +72,7 @@ def write_synthetic_dataset(
                 condition = torch.cat([video.angles, video.translation, torch.full((frames, 1), TRACKER_FOCAL)], dim=1)
                 writer.write_video(
                     name,
-                    (encode_image(image) for image in video.images),
+                    (encode_image(image) for image in to_uint8(video.images)),
                     {
                         "coeff_3dmm": coefficients(video),
                         "condition": condition,
@@ -83,7 +83,7 @@ def write_synthetic_dataset(
                         "expression_params": video.expression,
                         "view_camera": video.view_cameras,
                     },
-                    {f"view{v}": (encode_image(image) for image in video.view_images[v]) for v in range(video.view_images.shape[0])},
+                    {f"view{v}": (encode_image(image) for image in to_uint8(video.view_images[v])) for v in range(video.view_images.shape[0])},
                 )
                 (test if identity_index >= identities - test_identities else train).append(name)
                 if video_index == 0 and len(samples) < 8:
