@@ -124,7 +124,8 @@ def benchmark_animation_path(
     synthesis = torch.compile(model.synthesis, dynamic=False) if mode.compile else model.synthesis
 
     psnr_vs_exact = None
-    with torch.inference_mode():
+    # Dynamo cannot guard on tensors created under inference_mode; no_grad serves the compiled path.
+    with torch.no_grad() if mode.compile else torch.inference_mode():
         if quality and resolved != SPEED_MODES["exact"]:
             reference = model.synthesis(ws, camera, noise_mode="const", deterministic=True)["image"]
             with speed_mode(model, resolved, torch_device):

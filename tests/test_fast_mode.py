@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from otavatar.benchmarking import frontal_camera, psnr
 from otavatar.config import build_generator, load_model_preset
 from otavatar.models.rendering import Softplus, march_weights, ray_march, ray_march_unsorted
+from otavatar.models import stylegan2
 from otavatar.models.stylegan2 import bias_act, fir_filter, modulated_conv2d
 from otavatar.speed import SPEED_MODES, SpeedMode, native_low_precision, speed_mode
 
@@ -45,6 +46,17 @@ def test_modulated_conv_with_folded_bias_and_gain_matches_the_release(up, fused)
     expected = release_modulated_conv2d(x, weight, styles, noise, up, fir_filter(), bias, math.sqrt(2))
     out = modulated_conv2d(x, weight, styles, noise, up, fir_filter(), fused_modconv=fused, bias=bias, gain=math.sqrt(2))
     assert out.shape == expected.shape == (2, 5, 6 * up, 6 * up)
+    assert (out - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("up", [1, 2])
+def test_grouped_batch_path_matches_the_release(up, monkeypatch):
+    """CUDA batches use one grouped convolution; exercise that path on the CPU."""
+    monkeypatch.setattr(stylegan2, "_per_sample_convolutions", lambda x: False)
+    torch.manual_seed(1)
+    x, weight, styles, bias = torch.randn(3, 4, 5, 5), torch.randn(6, 4, 3, 3), torch.randn(3, 4), torch.randn(6)
+    expected = release_modulated_conv2d(x, weight, styles, None, up, fir_filter(), bias, 0.5)
+    out = modulated_conv2d(x, weight, styles, None, up, fir_filter(), bias=bias, gain=0.5)
     assert (out - expected).abs().max() < 1e-5
 
 

@@ -112,6 +112,15 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, up: int, f: torch.Tensor | None
     return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=groups)
 
 
+def _per_sample_convolutions(x: torch.Tensor) -> bool:
+    """Plain per-sample convolutions instead of one grouped convolution over the batch?
+
+    They keep the caller's memory format (NHWC on CPU), and oneDNN has no fast path for a grouped
+    convolution with a few huge groups; cuDNN does, so CUDA batches stay grouped.
+    """
+    return x.shape[0] == 1 or x.device.type == "cpu"
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -166,9 +175,7 @@ def modulated_conv2d(
     w = (w * scale.reshape(batch_size, -1, 1, 1, 1)).to(x.dtype)
     if bias is not None:
         bias = (bias * gain).to(x.dtype)
-    if batch_size == 1 or x.device.type == "cpu":
-        # Plain per-sample convolutions keep the caller's memory format (NHWC on CPU); oneDNN has
-        # no fast path for a grouped convolution with a few huge groups.
+    if _per_sample_convolutions(x):
         convs = [_conv(x[i : i + 1], w[i], up, resample_filter, groups=1, bias=bias) for i in range(batch_size)]
         x = convs[0] if batch_size == 1 else torch.cat(convs)
     else:
