@@ -35,6 +35,7 @@ class BenchmarkResult:
     fine_samples: int
     neural_rendering_resolution: int
     compile: bool
+    compile_mode: str | None
     keep_freed_memory: bool
     warmup_seconds: float
     median_seconds_per_batch: float
@@ -104,6 +105,7 @@ def benchmark_animation_path(
     seed: int = 0,
     quality: bool = False,
     allocator_keeps_memory: bool = False,
+    compile_mode: str | None = None,
 ) -> BenchmarkResult:
     """Median wall time of ws → planes → render → super-resolution over ``runs`` after ``warmup`` runs.
 
@@ -111,6 +113,8 @@ def benchmark_animation_path(
     ``quality`` adds the PSNR of the mode's deterministic output against the exact one (None for
     the exact mode itself).
     ``allocator_keeps_memory`` applies :func:`otavatar.speed.keep_freed_memory` to this process.
+    ``compile_mode`` is passed to ``torch.compile`` when the mode compiles (e.g. ``reduce-overhead``
+    for CUDA graphs; every shape in the path is static).
     """
     mode = speed_mode_by_name(mode) if isinstance(mode, str) else mode
     torch_device = torch.device(device)
@@ -121,7 +125,7 @@ def benchmark_animation_path(
     camera = frontal_camera(batch).to(torch_device)
     resolved = mode.resolved(torch_device)
     settings = resolved.settings(model)
-    synthesis = torch.compile(model.synthesis, dynamic=False) if mode.compile else model.synthesis
+    synthesis = torch.compile(model.synthesis, dynamic=False, mode=compile_mode) if mode.compile else model.synthesis
 
     psnr_vs_exact = None
     # Dynamo cannot guard on tensors created under inference_mode; no_grad serves the compiled path.
@@ -158,6 +162,7 @@ def benchmark_animation_path(
         fine_samples=settings["fine_samples"],
         neural_rendering_resolution=settings["neural_rendering_resolution"],
         compile=mode.compile,
+        compile_mode=compile_mode if mode.compile else None,
         keep_freed_memory=kept,
         warmup_seconds=warmup_seconds if warmup else 0.0,
         median_seconds_per_batch=median,
@@ -191,6 +196,12 @@ def frontal_camera(batch: int) -> torch.Tensor:
     return torch.cat([cam2world.flatten(), intrinsics.flatten()]).expand(batch, -1).clone()
 
 
+def _compile_label(result: BenchmarkResult) -> str:
+    if not result.compile:
+        return "no"
+    return "yes" if result.compile_mode in (None, "default") else result.compile_mode
+
+
 def format_table(results: list[BenchmarkResult]) -> str:
     """A Markdown table, one row per result, with the settings of each number."""
     header = (
@@ -204,7 +215,7 @@ def format_table(results: list[BenchmarkResult]) -> str:
         load = "—" if r.load_average is None else f"{r.load_average:.1f}"
         rows.append(
             f"| {r.preset} | {r.mode} | {r.device} | {r.precision} | {r.threads} | {r.batch} "
-            f"| {r.coarse_samples}+{r.fine_samples} | {r.neural_rendering_resolution}² | {'yes' if r.compile else 'no'} "
+            f"| {r.coarse_samples}+{r.fine_samples} | {r.neural_rendering_resolution}² | {_compile_label(r)} "
             f"| {'yes' if r.keep_freed_memory else 'no'} | {r.seconds_per_frame:.3f} | {r.frames_per_second:.3f} "
             f"| {r.peak_memory_mb:.0f} | {quality} | {load} |"
         )

@@ -36,6 +36,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help="override the modes' autocast precision")
     parser.add_argument("--compile", action="store_true", help="run synthesis through torch.compile")
+    parser.add_argument(
+        "--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+        help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)",
+    )
     parser.add_argument("--quality", action="store_true", help="add each mode's PSNR against the exact output")
     parser.add_argument(
         "--default-allocator", action="store_true",
@@ -55,11 +59,11 @@ def main() -> None:
             mode = speed_mode_by_name(mode_name)
             if args.precision:
                 mode = dataclasses.replace(mode, precision=args.precision)
-            if args.compile:
+            if args.compile or args.compile_mode:
                 mode = dataclasses.replace(mode, compile=True)
             kwargs = dict(
                 preset=preset, mode=mode, batch=args.batch, runs=args.runs, warmup=args.warmup, device=args.device,
-                quality=args.quality, allocator_keeps_memory=not args.default_allocator,
+                quality=args.quality, allocator_keeps_memory=not args.default_allocator, compile_mode=args.compile_mode,
             )
             if args.in_process:
                 result = benchmark_animation_path(**kwargs)
