@@ -5,14 +5,18 @@ import torch
 from otavatar.config import build_animator, load_model_preset
 
 
-def micro_animator(seed: int = 0):
+def micro_config():
     """The tiny preset with fewer rays and samples, so a training step takes well under a second."""
     cfg = load_model_preset("tiny")
     cfg.generator.neural_rendering_resolution = 16
     cfg.generator.rendering_kwargs.depth_resolution = 8
     cfg.generator.rendering_kwargs.depth_resolution_importance = 8
+    return cfg
+
+
+def micro_animator(seed: int = 0):
     torch.manual_seed(seed)
-    animator = build_animator(cfg)
+    animator = build_animator(micro_config())
     animator.generator.backbone.mapping.w_avg.normal_(0, 0.5)
     return animator
 
@@ -40,3 +44,15 @@ def pixel_loss(output, target, super_resolve, generator):
     if super_resolve:
         terms["sr"] = (output["image"] - target["image"]).abs().mean()
     return sum(terms.values()), terms
+
+
+def micro_checkpoint(folder, iteration: int = 1):
+    """A training checkpoint of the micro model in otavatar's format; returns (path, trainer)."""
+    from omegaconf import OmegaConf
+
+    from otavatar.training import checkpointing
+    from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+
+    trainer = DecouplingTrainer(micro_animator(), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
+    state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(micro_config())}}
+    return checkpointing.save_checkpoint(state, folder, iteration, keep=1), trainer

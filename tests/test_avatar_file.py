@@ -5,23 +5,11 @@ import torch
 
 from otavatar.avatar_file import load_avatar, save_avatar
 from otavatar.checkpoints import file_sha256, load_animator
-from otavatar.training import checkpointing
-from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
-from tests.helpers import micro_animator, pixel_loss
+from tests.helpers import micro_checkpoint
 
 
 def test_our_training_checkpoint_loads_with_its_recorded_config(tmp_path):
-    from otavatar.config import load_model_preset
-    from omegaconf import OmegaConf
-
-    animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
-    config = load_model_preset("tiny")
-    config.generator.neural_rendering_resolution = 16
-    config.generator.rendering_kwargs.depth_resolution = 8
-    config.generator.rendering_kwargs.depth_resolution_importance = 8
-    state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(config)}}
-    path = checkpointing.save_checkpoint(state, tmp_path, 7, keep=1)
+    path, trainer = micro_checkpoint(tmp_path, 7)
     loaded, model_config = load_animator(path)
     assert model_config["generator"]["neural_rendering_resolution"] == 16
     for name, value in trainer.ema.generator.state_dict().items():

@@ -8,13 +8,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
-
-from otavatar.config import load_model_preset
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
-from otavatar.training import checkpointing
-from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
-from tests.helpers import micro_animator, pixel_loss
+from tests.helpers import micro_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,13 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scripts")
-    trainer = DecouplingTrainer(micro_animator(), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
-    config = load_model_preset("tiny")
-    config.generator.neural_rendering_resolution = 16
-    config.generator.rendering_kwargs.depth_resolution = 8
-    config.generator.rendering_kwargs.depth_resolution_importance = 8
-    state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(config)}}
-    checkpoint = checkpointing.save_checkpoint(state, folder, 1, keep=1)
+    checkpoint, _ = micro_checkpoint(folder)
     dataset = folder / "heads"
     write_synthetic_dataset(dataset, identities=2, videos=1, frames=4, resolution=128, seed=0, progress=False)
     return folder, checkpoint, dataset
