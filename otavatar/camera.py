@@ -157,3 +157,19 @@ def head_pose_camera(angles: torch.Tensor, translation: torch.Tensor, focal: flo
 
 FRONTAL_TRANSLATION_Z = _DEPTH_OFFSET - (DEFAULT_RADIUS / _RADIUS_SCALE - _CENTRE_SHIFT[2]) / _SCALE
 """Tracker depth that puts a frontal camera at distance 2.7 through the release's conversion (≈ −4.22)."""
+
+
+WORLD_UNITS_PER_TRACKER_UNIT = _SCALE * _RADIUS_SCALE
+"""Length scale of the release's conversion: a tracker (Deep3DFaceRecon) unit is 0.18225 EG3D world units."""
+
+
+def condition_from_view(angles: torch.Tensor, head_in_camera: torch.Tensor, focal: torch.Tensor | float = TRACKER_FOCAL) -> torch.Tensor:
+    """The ``condition (N, 7)`` whose camera (:func:`condition_to_camera` without smoothing) has the stored
+    ``angles (N, 3)`` and sees the world origin at ``head_in_camera (N, 3)`` (OpenCV camera axes, world units)."""
+    angles = angles.float()
+    rotation = rotation_from_angles(angles * torch.tensor([-1.0, -1.0, 1.0]))
+    centre = -(rotation @ _FLIP @ head_in_camera.float().unsqueeze(-1)).squeeze(-1)
+    offset = (torch.tensor(_CENTRE_SHIFT) - centre / _RADIUS_SCALE) / _SCALE
+    translation = (rotation.transpose(1, 2) @ offset.unsqueeze(-1)).squeeze(-1) + torch.tensor([0.0, 0.0, _DEPTH_OFFSET])
+    focal = torch.as_tensor(focal, dtype=torch.float32).expand(angles.shape[0])
+    return torch.cat([angles, translation, focal[:, None]], dim=1)

@@ -1,48 +1,36 @@
-"""Shared pieces of the user-facing scripts: loading the model, motion files and camera paths."""
+"""Shared pieces of the user-facing scripts: loading the model, camera paths, the inversion options."""
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
+from tqdm import tqdm
 
+from otavatar.assets import REPO_ROOT
 from otavatar.camera import look_at_camera
 from otavatar.checkpoints import file_sha256, load_animator
+from otavatar.config import load_loss_preset
+from otavatar.inversion import InversionSettings
+from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
-from otavatar.motion import motion_from_coeffs
+from otavatar.one_shot import PivotalTuningSettings, build_avatar
+
+
+DEFAULT_CHECKPOINT = REPO_ROOT / "pretrained" / "otavatar_tiny.pt"
 
 
 def load_model(checkpoint: str | Path, device: str) -> tuple[Animator, dict, str]:
     """Animator on ``device``, its model config and the checkpoint's sha256 (the avatar's model identity)."""
+    if Path(checkpoint) == DEFAULT_CHECKPOINT and not DEFAULT_CHECKPOINT.is_file():
+        raise FileNotFoundError(
+            f"no --checkpoint given and the embedded tiny model {DEFAULT_CHECKPOINT} is not there; pass --checkpoint "
+            "with a checkpoint from scripts/train.py (runs/<name>/checkpoint_*.pt) or the release's (see pretrained/README.md)"
+        )
     animator, model_config = load_animator(checkpoint)
     return animator.to(device), model_config, file_sha256(checkpoint)
-
-
-def read_coefficients(path: str | Path) -> torch.Tensor:
-    """A motion file: ``(N, 257)``, ``(N, 260)`` or ``(N, 70)`` values in .npy, .txt/.csv or .mat (key ``coeff``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"coefficient file {path}: does not exist")
-    if path.suffix == ".npy":
-        values = np.load(path)
-    elif path.suffix == ".mat":
-        from scipy.io import loadmat
-
-        content = loadmat(path)
-        keys = [k for k in ("coeff", "coeffs", "coeff_3dmm") if k in content]
-        if not keys:
-            raise KeyError(f"coefficient file {path}: no 'coeff' array (found {sorted(k for k in content if not k.startswith('__'))})")
-        values = content[keys[0]]
-    else:
-        values = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-    values = torch.as_tensor(np.asarray(values, dtype=np.float32))
-    if values.dim() == 1:
-        values = values[None]
-    if values.dim() != 2 or values.shape[1] not in (70, 257, 260):
-        raise ValueError(f"coefficient file {path}: expected (N, 257), (N, 260) or (N, 70) values, found shape {tuple(values.shape)}")
-    return motion_from_coeffs(values)
 
 
 def camera_path(mode: str, count: int, driving: torch.Tensor | None, source: torch.Tensor) -> torch.Tensor:
@@ -63,3 +51,35 @@ def camera_path(mode: str, count: int, driving: torch.Tensor | None, source: tor
         raise ValueError(f"--camera {mode!r}: expected driving, source, orbit or 'yaw,pitch' in radians") from None
     return look_at_camera(torch.full((count,), yaw), torch.full((count,), pitch), focal=float(source.reshape(25)[16]))
 
+
+def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with scripts/reenact.py --portrait."""
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="an otavatar training checkpoint or the release's")
+    parser.add_argument("--coeffs", help="the portrait's 3DMM coefficients (257/260/70 values); default: regressed, or neutral")
+    parser.add_argument("--loss", default="offline", help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
+    parser.add_argument("--w-steps", type=int, default=100)
+    parser.add_argument("--w-plus-steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--pti", action="store_true", help="then finetune the generator on the portrait (pivotal tuning)")
+    parser.add_argument("--pti-steps", type=int, default=50)
+    parser.add_argument("--pti-lr", type=float, default=3e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+
+
+def construct(args: argparse.Namespace, animator: Animator, model_config: dict, sha256: str, target: dict) -> dict:
+    """Invert with a progress bar showing the loss; returns the avatar file's content."""
+    torch.manual_seed(args.seed)
+    loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
+    settings = InversionSettings(w_steps=args.w_steps, w_plus_steps=args.w_plus_steps, lr=args.lr)
+    pti = PivotalTuningSettings(args.pti_steps, args.pti_lr) if args.pti else None
+    bar = tqdm(total=settings.w_steps + settings.w_plus_steps + (pti.steps if pti else 0), desc="invert")
+
+    def progress(phase: str, step: int, value: float) -> None:
+        bar.set_postfix(phase=phase, loss=f"{value:.4f}", refresh=False)
+        bar.update()
+
+    target = {key: value.to(args.device) for key, value in target.items()}
+    avatar = build_avatar(animator, {"checkpoint_sha256": sha256, "config": model_config}, target, loss, settings, pti, progress)
+    bar.close()
+    return avatar

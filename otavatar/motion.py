@@ -8,7 +8,11 @@ target frame, with the sequence ends replicated.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from scipy.io import loadmat
 
 IDENTITY = slice(0, 80)
 EXPRESSION = slice(80, 144)
@@ -92,3 +96,26 @@ def _as_sequence(motion: torch.Tensor) -> torch.Tensor:
     if motion.dim() != 2:
         raise ValueError(f"motion sequence: expected shape (N, 70), found {tuple(motion.shape)}")
     return motion_from_coeffs(motion)
+
+
+def read_coefficients(path: str | Path) -> torch.Tensor:
+    """A motion file: ``(N, 257)``, ``(N, 260)`` or ``(N, 70)`` values in .npy, .txt/.csv or .mat (key ``coeff``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"coefficient file {path}: does not exist")
+    if path.suffix == ".npy":
+        values = np.load(path)
+    elif path.suffix == ".mat":
+        content = loadmat(path)
+        keys = [k for k in ("coeff", "coeffs", "coeff_3dmm") if k in content]
+        if not keys:
+            raise KeyError(f"coefficient file {path}: no 'coeff' array (found {sorted(k for k in content if not k.startswith('__'))})")
+        values = content[keys[0]]
+    else:
+        values = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    values = torch.as_tensor(np.asarray(values, dtype=np.float32))
+    if values.dim() == 1:
+        values = values[None]
+    if values.dim() != 2 or values.shape[1] not in (70, 257, 260):
+        raise ValueError(f"coefficient file {path}: expected (N, 257), (N, 260) or (N, 70) values, found shape {tuple(values.shape)}")
+    return motion_from_coeffs(values)

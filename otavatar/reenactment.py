@@ -6,12 +6,53 @@ moving camera) share one tri-plane, so free-view rendering does not rerun the sy
 
 from __future__ import annotations
 
-from typing import Iterator
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
+from PIL import Image
 
+from otavatar.assets import MissingAssetError
+from otavatar.camera import condition_to_camera
 from otavatar.inversion import correct_intrinsics
 from otavatar.models.animator import Animator
+from otavatar.motion import motion_from_coeffs, motion_windows
+from otavatar.preprocess.crop import crop_increase
+from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, process_media
+from otavatar.preprocess.reading import open_media
+
+
+@dataclass
+class DrivingVideo:
+    """A driving video after preprocessing: motion windows x ``(N, 70, 27)``, cameras p ``(N, 25)``,
+    its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, and its frame rate."""
+
+    windows: torch.Tensor
+    cameras: torch.Tensor
+    images: torch.Tensor
+    fps: float
+
+
+def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], device: str = "cpu") -> DrivingVideo:
+    """Preprocess a driving video (crops as the model's data, coefficients, cameras with the fixed smoothing)."""
+    settings = PreprocessSettings(size=512, increase=crop_increase(model_config), device=device)
+    extractors = Extractors(settings)
+    if extractors.regressor is None:
+        raise MissingAssetError(
+            f"driving with a video needs its 3DMM coefficients, and {extractors.missing}\n"
+            "Alternatively drive with a coefficient file (--driving motion.npy) or a dataset video (--dataset, --video)."
+        )
+    video = process_media(open_media(path), extractors, settings)
+    images = torch.stack([
+        torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
+        for data in video.images
+    ]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    coefficients = torch.from_numpy(video.coefficients)
+    cameras = condition_to_camera(torch.from_numpy(video.condition), "fixed" if len(video.images) > 1 else "none")
+    return DrivingVideo(motion_windows(motion_from_coeffs(coefficients)), cameras, images, video.fps)
 
 
 @torch.no_grad()

@@ -44,9 +44,8 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, audio_sour
         raise FileNotFoundError(f"output video {path}: folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
         raise PermissionError(f"output video {path}: folder {path.parent} is not writable")
-    audio = str(audio_source) if audio_source is not None and has_audio(Path(audio_source)) else None
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(handle)
+    audio = Path(audio_source) if audio_source is not None and has_audio(Path(audio_source)) else None
+    temporaries = [_temporary(path), _temporary(path) if audio else None]
     writer = None
     count = 0
     try:
@@ -54,9 +53,7 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, audio_sour
             if writer is None:
                 height, width = frame.shape[:2]
                 writer = imageio_ffmpeg.write_frames(
-                    temporary, (width, height), fps=fps, codec="libx264", macro_block_size=1,
-                    audio_path=audio, audio_codec="aac" if audio else None,
-                    output_params=["-shortest"] if audio else None, ffmpeg_log_level="error",
+                    temporaries[0], (width, height), fps=fps, codec="libx264", macro_block_size=1, ffmpeg_log_level="error",
                 )
                 writer.send(None)
             writer.send(np.ascontiguousarray(frame))
@@ -64,10 +61,27 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, audio_sour
         if writer is None:
             raise ValueError(f"output video {path}: no frames to write")
         writer.close()
-        os.replace(temporary, path)
+        if audio:
+            # A second pass muxes the audio cut to the video's length: every frame stays, even when the
+            # audio is shorter (ffmpeg's -shortest would drop the last frames then).
+            subprocess.run(
+                [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", temporaries[0], "-i", str(audio),
+                 "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-t", f"{count / fps:.6f}", temporaries[1]],
+                check=True, capture_output=True,
+            )
+        os.replace(temporaries[-1] or temporaries[0], path)
     except BaseException:
         if writer is not None:
             writer.close()
-        Path(temporary).unlink(missing_ok=True)
         raise
+    finally:
+        for temporary in temporaries:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
     return path
+
+
+def _temporary(path: Path) -> str:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(handle)
+    return temporary

@@ -1,7 +1,8 @@
 """Reenactment: drive an avatar with a motion sequence from a camera path, write an mp4.
 
-    python scripts/reenact.py --checkpoint CKPT --avatar avatar.pt --driving motion.npy --camera orbit --out out.mp4
-    python scripts/reenact.py --checkpoint CKPT --avatar avatar.pt --dataset DIR --video 'synth0001#00' --out out.mp4
+    python scripts/reenact.py --avatar avatar.pt --driving talking.mp4 --out out.mp4 --side-by-side
+    python scripts/reenact.py --portrait photo.jpg --driving motion.npy --camera orbit --out out.mp4
+    python scripts/reenact.py --avatar avatar.pt --dataset DIR --video 'synth0001#00' --out out.mp4 --depth
 """
 
 from __future__ import annotations
@@ -11,64 +12,86 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm import tqdm
 
 from otavatar.avatar_file import load_avatar
-from otavatar.cli import camera_path, load_model, read_coefficients
+from otavatar.cli import add_inversion_arguments, camera_path, construct, load_model
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
-from otavatar.motion import motion_windows
-from otavatar.reenactment import reenact
+from otavatar.motion import motion_windows, read_coefficients
+from otavatar.one_shot import avatar_animator, portrait_target
+from otavatar.reenactment import driving_video, reenact
 from otavatar.videos import to_uint8_frames, write_video
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--avatar", required=True, type=Path)
-    parser.add_argument("--driving", type=Path, help="a coefficient file (N × 257/260/70; .npy, .txt, .csv, .mat)")
-    parser.add_argument("--dataset", help="drive with a dataset video instead (with --video)")
+    parser.add_argument("--avatar", type=Path, help="an avatar file from scripts/invert.py")
+    parser.add_argument("--portrait", help="or a photo: invert it first (same options as scripts/invert.py)")
+    parser.add_argument("--driving", type=Path, help="a video (preprocessed on the fly) or a coefficient file (N × 257/260/70)")
+    parser.add_argument("--dataset", help="or drive with a dataset video (with --video)")
     parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--video")
     parser.add_argument("--camera", default=None, help="driving | source | orbit | yaw,pitch (default: driving when it has cameras)")
-    parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--fps", type=float, default=None, help="default: the driving video's, else 25")
     parser.add_argument("--out", type=Path, default=Path("reenactment.mp4"))
-    parser.add_argument("--side-by-side", action="store_true", help="driving frames | result (dataset driving only)")
+    parser.add_argument("--side-by-side", action="store_true", help="driving frames | result (video or dataset driving)")
     parser.add_argument("--frames-dir", type=Path, default=None, help="also write every frame as PNG")
+    parser.add_argument("--depth", action="store_true", help="also write the depth maps as <out>_depth.mp4")
     parser.add_argument("--w", choices=["w", "w_plus"], default="w_plus", help="which identity code of the avatar")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
+    add_inversion_arguments(parser)
     args = parser.parse_args()
+    if bool(args.avatar) == bool(args.portrait):
+        parser.error("give exactly one of --avatar FILE or --portrait PHOTO")
+    if not args.driving and not (args.dataset and args.video):
+        parser.error("give --driving FILE (video or coefficients) or --dataset DIR --video NAME")
 
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
-    avatar = load_avatar(args.avatar, sha256)
+    size = model_config["generator"]["img_resolution"]
+    if args.portrait:
+        avatar = construct(args, animator, model_config, sha256, portrait_target(args.portrait, model_config, args.coeffs).target)
+    else:
+        avatar = load_avatar(args.avatar, sha256)
+    animator = avatar_animator(animator, avatar)
     identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
-    driving_images = driving_cameras = None
-    if args.driving:
-        motion = read_coefficients(args.driving)
-    elif args.dataset and args.video:
-        size = model_config["generator"]["img_resolution"]
+
+    driving_images = driving_cameras = audio = None
+    fps = 25.0
+    if args.driving and args.driving.suffix.lower() in VIDEO_SUFFIXES:
+        driving = driving_video(args.driving, size, model_config, args.device)
+        windows, driving_cameras, fps, audio = driving.windows, driving.cameras, driving.fps, args.driving
+        driving_images = driving.images if args.side_by_side else None
+    elif args.driving:
+        windows = motion_windows(read_coefficients(args.driving))
+    else:
         source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size)
         data = source.video(args.video)
         windows, driving_cameras = data["motion"], data["camera"]
         if args.side_by_side:
             driving_images = torch.stack([source.image(args.video, f) for f in range(windows.shape[0])])
-    else:
-        parser.error("give --driving FILE or --dataset DIR --video NAME")
-    if args.driving:
-        windows = motion_windows(motion)
+    fps = args.fps or fps
     cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, avatar["camera"])
     if args.frames_dir:
         args.frames_dir.mkdir(parents=True, exist_ok=True)
+    depth_range = (model_config["generator"]["rendering_kwargs"]["ray_start"], model_config["generator"]["rendering_kwargs"]["ray_end"])
+    depth_frames = []
 
     start = time.perf_counter()
     bar = tqdm(total=windows.shape[0], desc="reenact")
 
     def frames():
         index = 0
-        for batch in reenact(animator, identity.to(args.device), windows, cameras, avatar["correction"].to(args.device), args.batch_size):
+        batches = reenact(animator, identity.to(args.device), windows, cameras, avatar["correction"].to(args.device), args.batch_size)
+        for batch in batches:
             images = batch["image"].cpu()
+            if args.depth:
+                depth = F.interpolate(batch["image_depth"].cpu(), size=images.shape[-2:], mode="nearest")
+                depth_frames.append(to_uint8_frames(((depth - depth_range[0]) / (depth_range[1] - depth_range[0]) * 2 - 1).repeat(1, 3, 1, 1)))
             if driving_images is not None:
                 images = torch.cat([driving_images[index : index + images.shape[0]], images], dim=3)
             for image in images:
@@ -78,9 +101,12 @@ def main() -> None:
             bar.update(images.shape[0])
             yield from to_uint8_frames(images)
 
-    write_video(frames(), args.out, args.fps)
+    write_video(frames(), args.out, fps, audio_source=audio)
     bar.close()
     seconds = time.perf_counter() - start
+    if args.depth:
+        depth_path = write_video((f for batch in depth_frames for f in batch), args.out.with_name(args.out.stem + "_depth.mp4"), fps)
+        print(f"depth maps → {depth_path} (black {depth_range[0]}, white {depth_range[1]})")
     print(f"{windows.shape[0]} frames in {seconds:.1f} s ({windows.shape[0] / seconds:.2f} FPS) → {args.out}")
 
 

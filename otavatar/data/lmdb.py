@@ -10,6 +10,9 @@ numbers zero-padded to 7 digits:
   ``{video}-keypoint`` float32 (N, 68, 2) in 512-pixel coordinates, ``{video}-id`` float32;
 - ``length``: the number of videos.
 
+Preprocessed real videos add the texts ``{video}-fps``, ``{video}-source`` (the file, for its audio)
+and, when an extractor's weights were missing, ``{video}-missing`` saying which arrays and why.
+
 Synthetic data adds ``{video}-camera`` (N, 25), ``{video}-identity_params``,
 ``{video}-expression_params``, ``{video}-view_camera`` (V, N, 25) and ``{video}-view{v}-{frame:07d}``.
 """
@@ -140,11 +143,12 @@ class VideoLmdb:
         return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
 
     def check_videos(self, videos: Iterable[str], names: Iterable[str] = ("coeff_3dmm", "condition", "keypoint")) -> None:
-        """Raise naming the first missing video or key."""
+        """Raise naming the first missing video or key (and why, when preprocessing recorded it)."""
         for video in videos:
             for name in ("length", *names):
                 if not self.has(video, name):
-                    raise LmdbLayoutError(f"dataset {self.root}: video '{video}' has no '{name}' key")
+                    reason = f": {self.get(video, 'missing').decode()}" if self.has(video, "missing") else ""
+                    raise LmdbLayoutError(f"dataset {self.root}: video '{video}' has no '{name}' key{reason}")
 
 
 class VideoLmdbWriter:
@@ -154,6 +158,10 @@ class VideoLmdbWriter:
     def __init__(self, root: str | Path, resolution: int = 512) -> None:
         self.root = Path(root)
         (self.root / str(resolution)).mkdir(parents=True, exist_ok=True)
+        # LMDB allows one environment per path and process: a reader opened earlier here must go.
+        reader = _READ_ENVIRONMENTS.pop(str((self.root / str(resolution)).resolve()), None)
+        if reader is not None:
+            reader.close()
         self.env = lmdb.open(str(self.root / str(resolution)), map_size=MAP_SIZE)
 
     def has_video(self, video: str) -> bool:
@@ -166,8 +174,10 @@ class VideoLmdbWriter:
         images: Iterable[bytes],
         arrays: Mapping[str, np.ndarray | torch.Tensor],
         extra_images: Mapping[str, Iterable[bytes]] | None = None,
+        texts: Mapping[str, str] | None = None,
     ) -> None:
-        """Write one video: encoded frames, float32 arrays (``coeff_3dmm``, ``condition``, ``keypoint``, ...)."""
+        """Write one video: encoded frames, float32 arrays (``coeff_3dmm``, ``condition``, ``keypoint``, ...)
+        and UTF-8 texts (``fps``, ``source``, ``missing``)."""
         with self.env.begin(write=True) as txn:
             count = 0
             for frame, data in enumerate(images):
@@ -181,6 +191,8 @@ class VideoLmdbWriter:
                 if name in ARRAY_SHAPES and value.shape != (count, *ARRAY_SHAPES[name]):
                     raise ValueError(f"video {video}: '{name}' has shape {value.shape}, expected {(count, *ARRAY_SHAPES[name])}")
                 txn.put(key(video, name), np.ascontiguousarray(value, dtype=np.float32).tobytes())
+            for name, text in (texts or {}).items():
+                txn.put(key(video, name), text.encode("utf-8"))
             txn.put(key(video, "length"), str(count).encode())
 
     def finish(self, train: list[str], test: list[str]) -> None:

@@ -1,0 +1,169 @@
+"""From a photo or a dataset frame to an avatar: the target of inversion, inversion, optional pivotal tuning.
+
+Shared by scripts/invert.py and scripts/reenact.py --portrait, so both build avatars the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from otavatar.camera import condition_to_camera, look_at_camera
+from otavatar.inversion import FrameLoss, InversionSettings, correct_intrinsics, invert
+from otavatar.models.animator import Animator
+from otavatar.motion import motion_from_coeffs, motion_window, read_coefficients
+from otavatar.preprocess.cameras import condition_from_coefficients
+from otavatar.preprocess.crop import crop_increase
+from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait
+
+@dataclass
+class PortraitTarget:
+    """What inversion fits: ``target`` (image ``(1, 3, H, W)`` in [−1, 1], keypoints ``(1, 68, 2)``,
+    motion x ``(1, 70, 27)``, camera p ``(1, 25)``) and where motion and camera came from."""
+
+    target: dict[str, torch.Tensor]
+    motion_source: str
+    camera_source: str
+
+
+def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficients_file: str | Path | None = None) -> PortraitTarget:
+    """Detect, align and crop a photo as the model's training data was cropped, at the model's resolution.
+
+    Motion and camera come from ``coefficients_file`` (257, 260 or 70 values; a 260-column row also
+    gives the camera), else from the Deep3DFaceRecon regressor when its weights are installed, else a
+    neutral expression seen from the front (with a warning).
+    """
+    size = model_config["generator"]["img_resolution"]
+    portrait = align_portrait(path, PreprocessSettings(size=512, increase=crop_increase(model_config)))
+    image = np.asarray(Image.fromarray(portrait.image).resize((size, size), Image.Resampling.LANCZOS))
+    coefficients, motion_source = portrait.coefficients, "Deep3DFaceRecon"
+    if coefficients_file is not None:
+        motion = read_coefficients(coefficients_file)[:1]
+        raw = _raw_rows(coefficients_file)
+        coefficients = raw[0] if raw is not None and raw.shape[1] == 260 else None
+        motion_source = str(coefficients_file)
+    elif coefficients is not None:
+        motion = motion_from_coeffs(torch.from_numpy(coefficients)[None])
+    else:
+        warnings.warn(
+            f"{path}: no 3DMM coefficients ({portrait.missing}); using a neutral expression and a frontal camera. "
+            "Pass --coeffs FILE or install the Deep3DFaceRecon weights for the portrait's own expression and pose.",
+            stacklevel=2,
+        )
+        motion, motion_source = torch.zeros(1, 70), "neutral default"
+    if coefficients is not None:
+        condition = condition_from_coefficients(coefficients[None], 512, smoothing_radius=0)
+        camera, camera_source = condition_to_camera(torch.from_numpy(condition), smoothing="none"), "regressed pose"
+    else:
+        camera, camera_source = look_at_camera(torch.zeros(1), torch.zeros(1)), "frontal default"
+    target = {
+        "image": torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1,
+        "keypoints": torch.from_numpy(portrait.keypoints[None] * (size / 512)).float(),
+        "motion": motion_window(motion, 0)[None],
+        "camera": camera,
+    }
+    return PortraitTarget(target, motion_source, camera_source)
+
+
+def _raw_rows(path: str | Path) -> np.ndarray | None:
+    """The raw rows of a .npy/.txt coefficient file (to see whether crop columns are there)."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        return np.atleast_2d(np.load(path))
+    if path.suffix in (".txt", ".csv"):
+        return np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    return None
+
+
+@dataclass
+class PivotalTuningSettings:
+    """Generator finetuning around the inverted code (PTI; the release's ``--pti``: Adam lr 3e-4, ≤ 50 steps)."""
+
+    steps: int = 50
+    lr: float = 3e-4
+
+
+def pivotal_tuning(
+    animator: Animator,
+    identity: torch.Tensor,
+    correction: torch.Tensor,
+    target: Mapping[str, torch.Tensor],
+    frame_loss: FrameLoss,
+    settings: PivotalTuningSettings = PivotalTuningSettings(),
+    on_step: Callable[[str, int, float], None] | None = None,
+) -> tuple[Animator, list[float]]:
+    """Finetune a copy of G_eg so that G(w_id + C(x)) reproduces the portrait; w_id, C and the camera stay fixed.
+
+    Returns the tuned animator (the original is untouched) and the loss of every step.
+    """
+    tuned = copy.deepcopy(animator)
+    tuned.requires_grad_(False)
+    tuned.generator.requires_grad_(True)
+    optimizer = torch.optim.Adam(tuned.generator.parameters(), lr=settings.lr)
+    camera = correct_intrinsics(target["camera"], correction)
+    frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
+    curve = []
+    for step in range(settings.steps):
+        output = tuned.render(identity, target["motion"], camera, clamp=True, super_resolve=True)
+        loss, _ = frame_loss(output, frame_target, super_resolve=True, generator=tuned.generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        curve.append(loss.item())
+        if on_step:
+            on_step("PTI", step, curve[-1])
+    return tuned.requires_grad_(False).eval(), curve
+
+
+def build_avatar(
+    animator: Animator,
+    model: Mapping[str, Any],
+    target: Mapping[str, torch.Tensor],
+    frame_loss: FrameLoss,
+    settings: InversionSettings,
+    pti: PivotalTuningSettings | None = None,
+    on_step: Callable[[str, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Invert (W, then W+), optionally tune the generator, and return the avatar file's content.
+
+    ``model`` is the model identity recorded in the file (checkpoint sha256 and config).
+    """
+    result = invert(animator, target, frame_loss, settings, on_step)
+    identity = result.identity_w_plus if result.identity_w_plus is not None else result.identity_w
+    curve, reconstruction, generator_state = list(result.loss_curve), result.reconstruction, None
+    if pti is not None and pti.steps > 0:
+        tuned, pti_curve = pivotal_tuning(animator, identity, result.correction, target, frame_loss, pti, on_step)
+        curve += pti_curve
+        with torch.no_grad():
+            camera = correct_intrinsics(target["camera"], result.correction)
+            reconstruction = tuned.render(identity, target["motion"], camera, clamp=True)["image"]
+        generator_state = {key: value.cpu() for key, value in tuned.generator.state_dict().items()}
+    return {
+        "identity_w": result.identity_w.cpu(),
+        "identity_w_plus": result.identity_w_plus.cpu() if result.identity_w_plus is not None else None,
+        "correction": result.correction.cpu(),
+        "camera": target["camera"].cpu(),
+        "motion": target["motion"].cpu(),
+        "source_image": target["image"].cpu(),
+        "keypoints": target["keypoints"].cpu(),
+        "reconstruction": reconstruction.cpu(),
+        "loss_curve": torch.tensor(curve),
+        "generator": generator_state,
+        "model": dict(model),
+    }
+
+
+def avatar_animator(animator: Animator, avatar: Mapping[str, Any]) -> Animator:
+    """The animator to drive an avatar with: the loaded one, or a copy with the avatar's tuned generator (PTI)."""
+    if avatar.get("generator") is None:
+        return animator
+    tuned = copy.deepcopy(animator)
+    tuned.generator.load_state_dict(avatar["generator"])
+    return tuned
