@@ -1,0 +1,1 @@
+"""Evaluation protocols (real and synthetic), the synthetic expression/pose regressor, result tables."""

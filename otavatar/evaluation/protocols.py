@@ -1,0 +1,168 @@
+"""Evaluation protocols: which avatar is driven by which motion from which camera, and the ground truth.
+
+- ``self``: frame 0 of every test video is the source; the whole video drives it; its frames are
+  the ground truth (the paper's same-identity reconstruction);
+- ``cross_id``: frame 0 of every test video driven by ``driving_video`` (the paper: HDTF test videos
+  driven by WRA_EricCantor_000); real data has no ground truth, so only identity, expression and
+  pose metrics apply;
+- ``multiview``: like ``self``, seen from a stored extra view (the paper's Multiface protocol);
+- ``synthetic_cross_id``: on synthetic heads, every held-out identity driven by the next held-out
+  identity's video; the renderer draws the source identity with the driver's expression and pose,
+  so cross-identity reenactment has exact ground truth;
+- ``synthetic_multiview``: ``multiview`` on synthetic heads (every stored view).
+
+Every episode inverts its source frame (:func:`otavatar.inversion.invert`), then renders the avatar
+with the driving motion; the static baseline renders the same avatar with the source's own motion
+from the same cameras, which shows what the driving motion adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from otavatar.data.datasets import FrameSource
+from otavatar.data.synthetic import render_video
+from otavatar.inversion import FrameLoss, InversionSettings, invert
+from otavatar.models.animator import Animator
+from otavatar.motion import ANGLES, TRANSLATION
+from otavatar.reenactment import reenact
+
+PROTOCOLS = ("self", "cross_id", "multiview", "synthetic_cross_id", "synthetic_multiview")
+
+
+@dataclass
+class Episode:
+    """One reenactment: ``name``, source video (frame 0 is the portrait), driving motion windows x
+    ``(N, 70, 27)``, cameras p ``(N, 25)``, ground truth ``(N, 3, H, W)`` in [−1, 1] or None."""
+
+    name: str
+    source_video: str
+    driving_video: str
+    windows: torch.Tensor
+    cameras: torch.Tensor
+    target: torch.Tensor | None
+
+
+def synthetic_ground_truth(
+    source: FrameSource, source_video: str, driving_video: str, frames: int, yaw_offsets: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source identity rendered with the driver's expression and pose: ``(N, 3, H, W)`` in [−1, 1], cameras ``(N, 25)``.
+
+    ``yaw_offsets (N,)`` turn the head further (a moving camera); the cameras include them.
+    """
+    database = source.database
+    identity = torch.from_numpy(database.array(source_video, "identity_params"))
+    coefficients = torch.from_numpy(database.array(driving_video, "coeff_3dmm"))[:frames]
+    expression = torch.from_numpy(database.array(driving_video, "expression_params")).view(-1, 6)[:frames]
+    angles = coefficients[:, ANGLES].clone()
+    if yaw_offsets is not None:
+        angles[:, 1] += yaw_offsets  # the synthetic heads' angles are (pitch, yaw, roll)
+    resolution = source.image_size or database.resolution
+    video = render_video(identity, expression, angles, coefficients[:, TRANSLATION], resolution, extra_view_yaws=())
+    return video.images * 2 - 1, video.cameras
+
+
+def episodes(source: FrameSource, protocol: str, driving_video: str | None = None, frames: int | None = None) -> Iterator[Episode]:
+    """The protocol's episodes over the test split (see the module docstring)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {PROTOCOLS}, found {protocol!r}")
+    videos = source.database.splits["test"]
+    if not videos:
+        raise ValueError(f"dataset {source.database.root}: the test list is empty")
+    if protocol in ("self", "multiview", "synthetic_multiview"):
+        for video in videos:
+            count = min(frames or source.database.length(video), source.database.length(video))
+            data = source.video(video)
+            if protocol == "self":
+                target = torch.stack([source.image(video, f) for f in range(count)])
+                yield Episode(video, video, video, data["motion"][:count], data["camera"][:count], target)
+                continue
+            views = torch.from_numpy(source.database.array(video, "view_camera"))
+            for view in range(views.shape[0]):
+                target = torch.stack([source.image(video, f, view) for f in range(count)])
+                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target)
+    elif protocol == "cross_id":
+        if driving_video is None:
+            raise ValueError("cross_id protocol: give the driving video (the paper: WRA_EricCantor_000)")
+        data = source.video(driving_video)
+        count = min(frames or len(data["motion"]), len(data["motion"]))
+        for video in videos:
+            if video != driving_video:
+                yield Episode(f"{driving_video}->{video}", video, driving_video, data["motion"][:count], data["camera"][:count], None)
+    else:
+        for index, video in enumerate(videos):
+            driver = driving_video or _next_identity(videos, index)
+            data = source.video(driver)
+            count = min(frames or len(data["motion"]), len(data["motion"]))
+            target, cameras = synthetic_ground_truth(source, video, driver, count)
+            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target)
+
+
+def _next_identity(videos: list[str], index: int) -> str:
+    """The next test video of another person (cyclically)."""
+    person = videos[index].split("#", 1)[0]
+    for offset in range(1, len(videos)):
+        candidate = videos[(index + offset) % len(videos)]
+        if candidate.split("#", 1)[0] != person:
+            return candidate
+    raise ValueError("synthetic_cross_id: the test split needs at least two identities")
+
+
+@dataclass
+class Avatar:
+    """An inverted source: w_id ``(1, L, 512)``, intrinsics correction ``(1, 18)``, its own motion window."""
+
+    identity: torch.Tensor
+    correction: torch.Tensor
+    motion: torch.Tensor
+    seconds: float
+
+
+def invert_source(animator: Animator, source: FrameSource, video: str, frame_loss: FrameLoss, settings: InversionSettings) -> Avatar:
+    """Invert frame 0 of ``video`` (W, then W+)."""
+    import time
+
+    device = animator.generator.w_avg.device
+    target = {key: value[None].to(device) for key, value in source.frame(video, 0).items()}
+    started = time.perf_counter()
+    result = invert(animator, target, frame_loss, settings)
+    identity = result.identity_w_plus if result.identity_w_plus is not None else result.identity_w
+    return Avatar(identity, result.correction, target["motion"], time.perf_counter() - started)
+
+
+def render(animator: Animator, avatar: Avatar, windows: torch.Tensor, cameras: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """The avatar driven by ``windows`` from ``cameras``: ``(N, 3, H, W)`` on the CPU."""
+    device = avatar.identity.device
+    frames = [
+        batch["image"].cpu()
+        for batch in reenact(animator, avatar.identity, windows.to(device), cameras.to(device), avatar.correction, batch_size)
+    ]
+    return torch.cat(frames)
+
+
+def run_episodes(
+    animator: Animator,
+    source: FrameSource,
+    protocol: str,
+    frame_loss: FrameLoss,
+    settings: InversionSettings,
+    on_episode: Callable[[Episode, dict[str, torch.Tensor], Avatar], None],
+    driving_video: str | None = None,
+    frames: int | None = None,
+    static_baseline: bool = True,
+) -> None:
+    """Run every episode and hand ``on_episode(episode, predictions, avatar)`` the rendered frames:
+    ``predictions['otavatar']`` and, with ``static_baseline``, ``predictions['static']``."""
+    avatars: dict[str, Avatar] = {}
+    for episode in episodes(source, protocol, driving_video, frames):
+        if episode.source_video not in avatars:
+            avatars[episode.source_video] = invert_source(animator, source, episode.source_video, frame_loss, settings)
+        avatar = avatars[episode.source_video]
+        predictions = {"otavatar": render(animator, avatar, episode.windows, episode.cameras)}
+        if static_baseline:
+            still = avatar.motion.cpu().expand(len(episode.windows), -1, -1)
+            predictions["static"] = render(animator, avatar, still, episode.cameras)
+        on_episode(episode, predictions, avatar)

@@ -1,0 +1,115 @@
+"""Expression and pose of synthetic heads from pixels: the synthetic data's Deep3DFaceRecon.
+
+AED/APD compare the expression and pose an extractor reads from generated and ground-truth
+frames. On synthetic heads the generating parameters are known, so a small CNN learns to read
+them: 6 expression parameters, 3 pose angles and 3 translations per frame (main-view frames of the
+dataset's training split). Values are standardised with the training set's mean and spread, stored
+with the weights, so the network returns parameters in their own units.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from otavatar.data.lmdb import VideoLmdb
+from otavatar.motion import ANGLES, TRANSLATION
+
+INPUT_SIZE = 64
+OUTPUTS = ("expression", 6), ("angles", 3), ("translation", 3)
+NUM_OUTPUTS = sum(size for _, size in OUTPUTS)
+
+
+class SyntheticMotionRegressor(nn.Module):
+    """Images ``(B, 3, H, W)`` in [−1, 1] → ``(B, 12)`` = expression (6), angles (3, radians), translation (3)."""
+
+    name = "synthetic expression/pose regressor (pretrained/tiny_regressor.pt)"
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        layers, channels = [], 3
+        for out in (width, 2 * width, 4 * width, 8 * width):
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels * 16, NUM_OUTPUTS)
+        self.register_buffer("mean", torch.zeros(NUM_OUTPUTS))
+        self.register_buffer("std", torch.ones(NUM_OUTPUTS))
+
+    def normalised(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != INPUT_SIZE:
+            images = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
+        return self.head(self.features(images).flatten(1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.normalised(images) * self.std + self.mean
+
+
+def split_outputs(values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``(B, 12)`` → ``expression (B, 6)``, ``pose (B, 6)`` (angles and translation)."""
+    return {"expression": values[:, :6], "pose": values[:, 6:]}
+
+
+def video_targets(database: VideoLmdb, video: str) -> torch.Tensor:
+    """Known parameters of a synthetic video's frames, ``(N, 12)``."""
+    coefficients = torch.from_numpy(database.array(video, "coeff_3dmm"))
+    expression = torch.from_numpy(database.array(video, "expression_params")).view(coefficients.shape[0], -1)
+    return torch.cat([expression, coefficients[:, ANGLES], coefficients[:, TRANSLATION]], dim=1)
+
+
+@dataclass
+class RegressorTraining:
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+
+def load_frames(database: VideoLmdb, videos: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """All main-view frames of ``videos`` as uint8 ``(N, 3, 64, 64)`` and their parameters ``(N, 12)``."""
+    images, targets = [], []
+    for video in videos:
+        frames = torch.stack([database.image(video, f) for f in range(database.length(video))])
+        small = F.interpolate(frames, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
+        images.append(((small + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        targets.append(video_targets(database, video))
+    return torch.cat(images), torch.cat(targets)
+
+
+def train_regressor(database: VideoLmdb, settings: RegressorTraining = RegressorTraining(), log=print) -> SyntheticMotionRegressor:
+    """Fit the regressor on the training split (smooth L1 on standardised parameters, Adam, cosine decay)."""
+    torch.manual_seed(settings.seed)
+    images, targets = load_frames(database, database.splits["train"])
+    model = SyntheticMotionRegressor()
+    model.mean.copy_(targets.mean(0))
+    model.std.copy_(targets.std(0).clamp_min(1e-3))
+    normalised = (targets - model.mean) / model.std
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
+    generator = torch.Generator().manual_seed(settings.seed)
+    started = time.perf_counter()
+    model.train()
+    for step in range(settings.steps):
+        index = torch.randint(len(images), (settings.batch_size,), generator=generator)
+        batch = images[index].float() / 127.5 - 1
+        loss = F.smooth_l1_loss(model.normalised(batch), normalised[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % 100 == 0:
+            log(f"regressor step {step + 1}: loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s)")
+    return model.eval()
+
+
+@torch.no_grad()
+def regressor_error(model: SyntheticMotionRegressor, database: VideoLmdb, videos: list[str]) -> dict[str, float]:
+    """Mean absolute error per group on held-out videos (the floor of AED/APD on synthetic data)."""
+    images, targets = load_frames(database, videos)
+    predicted = model(images.float() / 127.5 - 1)
+    error = (predicted - targets).abs()
+    return {"expression": error[:, :6].mean().item(), "pose": error[:, 6:].mean().item()}

@@ -1,0 +1,59 @@
+"""Generator pretraining from the Hydra config (configs/pretrain.yaml): resume, log, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from otavatar.config import build_generator
+from otavatar.training.checkpointing import atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint
+from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pretrain_from_config(cfg: DictConfig) -> Path:
+    """Train (resuming from the run directory's latest checkpoint) and write the generator to ``cfg.out``."""
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg.device)
+    generator = build_generator(cfg.model.generator).to(device).train()
+    settings = PretrainSettings(
+        iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
+        extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
+    )
+    trainer = GeneratorPretrainer(generator, settings, cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    resume = latest_checkpoint(run_dir)
+    if resume is not None:
+        trainer.load_state_dict(load_checkpoint(resume, device)["pretrainer"])
+        print(f"resumed from {resume} (iteration {trainer.iteration})")
+    log_file = run_dir / "log.txt"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(iteration: int, terms: dict[str, float], seconds: float) -> None:
+        if iteration % cfg.log_every == 0:
+            line = f"iteration {iteration}: " + " ".join(f"{k} {v:.4f}" for k, v in terms.items()) + f" ({seconds:.0f} s)"
+            print(line, flush=True)
+            with log_file.open("a") as handle:
+                handle.write(line + "\n")
+
+    def checkpoint(current: GeneratorPretrainer) -> None:
+        save_checkpoint({"pretrainer": current.state_dict()}, run_dir, current.iteration, cfg.keep_checkpoints)
+
+    pretrain(trainer, checkpoint, cfg.checkpoint_every, log)
+    trainer.finish(cfg.seed)
+    out = Path(cfg.out)
+    atomic_torch_save({
+        "G_ema": {key: value.cpu() for key, value in generator.state_dict().items()},
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "recipe": OmegaConf.to_container(cfg, resolve=True),
+    }, out)
+    return out
