@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/benchmark.py --preset tiny --runs 3
+	$(PY) scripts/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest

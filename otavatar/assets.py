@@ -135,7 +135,11 @@ ASSETS = {
 
 
 class MissingAssetError(FileNotFoundError):
-    """A pretrained file is not where it should be."""
+    """A pretrained file is not where it should be; ``path`` is where it belongs (when known)."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class AssetFormatError(ValueError):
@@ -166,7 +170,8 @@ def require_asset(name: str, path: str | Path | None = None) -> Path:
             f"{asset.filename} ({name}, used by {asset.used_by}) not found; looked at "
             f"{', '.join(str(p) for p in searched)}. Put it at {asset.default_path} (or set OTAVATAR_PRETRAINED "
             f"to its folder, or pass its path). It comes from: {asset.source}. Format: {asset.format}. "
-            f"See pretrained/README.md."
+            f"See pretrained/README.md.",
+            resolved,
         )
     return resolved
 
@@ -184,6 +189,7 @@ def load_asset_state_dict(
     strip_prefix: str = "module.",
     ignore_unexpected: bool = False,
     entry: str | None = None,
+    optional_suffixes: tuple[str, ...] = (),
 ) -> Path:
     """Load the asset's state dict into ``module`` after checking every key and shape; returns the file used.
 
@@ -192,6 +198,8 @@ def load_asset_state_dict(
         strip_prefix: removed from the file's keys when present (DDP's ``module.``).
         ignore_unexpected: file keys the module does not use are allowed (e.g. a classifier).
         entry: the file holds a dict and the state dict is under this key (``'net_recon'``).
+        optional_suffixes: module keys ending so may be absent from the file (batch norm's
+            ``num_batches_tracked`` in files saved before it existed); they keep their values.
 
     Raises:
         MissingAssetError: no file (see :func:`require_asset`).
@@ -212,8 +220,11 @@ def load_asset_state_dict(
         raise AssetFormatError(f"{file}: expected a state dict of tensors ({ASSETS[name].format}), found {type(state).__name__}")
     if strip_prefix:
         state = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in state.items()}
-    expected = module.state_dict()
     key_map = dict(key_map or {})
+    expected = {
+        key: value for key, value in module.state_dict().items()
+        if not (key.endswith(optional_suffixes) and key_map.get(key, key) not in state)
+    }
     file_keys = {key: key_map.get(key, key) for key in expected}
     problems = [
         f"{file_keys[key]}: missing (expected shape {tuple(value.shape)})" for key, value in expected.items() if file_keys[key] not in state
@@ -228,5 +239,5 @@ def load_asset_state_dict(
         problems += [f"{key}: unexpected key (shape {tuple(value.shape)})" for key, value in state.items() if key not in used]
     if problems:
         raise AssetFormatError(f"{file}: does not fit the {name} network ({ASSETS[name].format}):\n  {_listing(problems)}")
-    module.load_state_dict({key: state[file_key] for key, file_key in file_keys.items()})
+    module.load_state_dict({key: state[file_key] for key, file_key in file_keys.items()}, strict=not optional_suffixes)
     return file

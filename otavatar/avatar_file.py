@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from otavatar.files import atomic_write
 
 AVATAR_FORMAT = "otavatar-avatar-v1"
 
@@ -17,14 +17,7 @@ def save_avatar(path: str | Path, avatar: Mapping[str, Any]) -> Path:
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"avatar {path}: folder {path.parent} does not exist")
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save({"format": AVATAR_FORMAT, **avatar}, handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save({"format": AVATAR_FORMAT, **avatar}, handle))
     return path
 
 

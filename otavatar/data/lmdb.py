@@ -20,7 +20,6 @@ Synthetic data adds ``{video}-camera`` (N, 25), ``{video}-identity_params``,
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -28,6 +27,8 @@ import lmdb
 import numpy as np
 import torch
 from PIL import Image
+
+from otavatar.files import atomic_write_text
 
 ARRAY_SHAPES = {"coeff_3dmm": (260,), "condition": (7,), "keypoint": (68, 2), "camera": (25,)}
 MAP_SIZE = 1 << 40
@@ -200,8 +201,6 @@ class VideoLmdbWriter:
         with self.env.begin(write=True) as txn:
             txn.put(b"length", str(len(train) + len(test)).encode())
         for split, videos in (("train", train), ("test", test)):
-            temporary = self.root / f".{split}_list.txt.tmp"
-            temporary.write_text("".join(f"{v}\n" for v in videos))
-            os.replace(temporary, self.root / f"{split}_list.txt")
+            atomic_write_text(self.root / f"{split}_list.txt", "".join(f"{v}\n" for v in videos))
         self.env.sync()
         self.env.close()

@@ -3,8 +3,9 @@
 A held-out synthetic identity (drawn with the demo's own seed, so neither pretraining nor training
 saw it) is inverted from one frame; another identity's talking sequence drives it while the camera
 swings around the head. The synthetic renderer draws the source identity with the driver's
-expression and pose from the same cameras, so the result is scored against exact ground truth; the
-static baseline (the avatar with its own expression, same cameras) shows what the motion adds.
+expression and pose from the same cameras, so the result is scored against exact ground truth. Two
+baselines show what the driving motion adds: ``static`` (the avatar with its own motion x, the same
+cameras) and ``still`` (its own motion and head pose, only the camera swing).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torchvision.utils import save_image
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
 
 from otavatar.data.synthetic import coefficients, make_video, render_video, sample_identity
 from otavatar.evaluation.protocols import Avatar, render
-from otavatar.evaluation.scoring import FrameScorer
+from otavatar.files import atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings, invert
+from otavatar.metrics.image import psnr
+from otavatar.metrics.suite import MetricSuite
 from otavatar.models.animator import Animator
 from otavatar.motion import motion_from_coeffs, motion_window, motion_windows
 from otavatar.videos import to_uint8_frames, write_video
@@ -36,14 +40,15 @@ class DemoSettings:
     camera_swing: float = 0.35  # yaw amplitude (radians) added to the driver's head pose
     w_steps: int = 100
     w_plus_steps: int = 100
-    sheet_every: int = 8
+    sheet_rows: int = 6
 
 
 def run_demo(
-    animator: Animator, frame_loss: FrameLoss, scorer: FrameScorer, out: Path, settings: DemoSettings = DemoSettings(),
+    animator: Animator, frame_loss: FrameLoss, suites: Callable[[], MetricSuite], out: Path, settings: DemoSettings = DemoSettings(),
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Build the avatar, drive it, score it, write ``out``/demo.mp4, contact_sheet.png, metrics.json; return the metrics."""
+    """Build the avatar, drive it, score it (``suites()`` gives a fresh :class:`MetricSuite`), write
+    ``out``/demo.mp4, contact_sheet.png, metrics.json; return the metrics."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     resolution = animator.generator.img_resolution
@@ -74,24 +79,48 @@ def run_demo(
     render_started = time.perf_counter()
     result_frames = render(animator, avatar, windows, truth.cameras)
     render_seconds = time.perf_counter() - render_started
-    static = render(animator, avatar, avatar.motion.cpu().expand(settings.frames, -1, -1), truth.cameras)
+    own_motion = avatar.motion.cpu().expand(settings.frames, -1, -1)
+    static = render(animator, avatar, own_motion, truth.cameras)
+    source_pose = source_video.angles[:1].repeat(settings.frames, 1)
+    source_pose[:, 1] += swing
+    still_cameras = render_video(
+        source_video.identity, source_video.expression[:1].expand(settings.frames, -1), source_pose,
+        source_video.translation[:1].expand(settings.frames, -1), resolution, extra_view_yaws=(),
+    ).cameras
+    still = render(animator, avatar, own_motion, still_cameras)
     ground_truth = truth.images * 2 - 1
 
+    source_image = target["image"].cpu()
+    scored = suites()
     metrics = {
         "protocol": "demo: one held-out synthetic identity, cross-identity driving, swinging camera",
         "frames": settings.frames,
-        "otavatar": scorer.score(result_frames, ground_truth),
-        "static_baseline": scorer.score(static, ground_truth),
-        "reconstruction_psnr": scorer.score(result.reconstruction.cpu(), target["image"].cpu())["psnr"],
+        "otavatar": scored.score_video(result_frames, source_image, ground_truth, ground_truth=True),
+        "static_baseline": suites().score_video(static, source_image, ground_truth, ground_truth=True),
+        "still_baseline": suites().score_video(still, source_image, ground_truth, ground_truth=True),
+        "reconstruction_psnr": psnr(result.reconstruction.cpu(), source_image).item(),
         "seconds": {"inversion": avatar.seconds, "reenactment": render_seconds, "total": None},
-        "extractors": scorer.extractors(),
+        **scored.description(),
     }
     source = target["image"].cpu().expand(settings.frames, -1, -1, -1)
     driving = driver_video.images * 2 - 1
     panels = torch.cat([source, driving, result_frames, ground_truth], dim=3)
     write_video(to_uint8_frames(panels), out / "demo.mp4", settings.fps)
-    rows = panels[:: settings.sheet_every]
-    save_image(rows, out / "contact_sheet.png", nrow=1, normalize=True, value_range=(-1, 1), padding=2)
+    rows = torch.linspace(0, settings.frames - 1, min(settings.sheet_rows, settings.frames)).round().long()
+    contact_sheet(panels[rows], ("source", "driving", "result", "ground truth")).save(out / "contact_sheet.png")
     metrics["seconds"]["total"] = time.perf_counter() - started
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def contact_sheet(rows: torch.Tensor, labels: tuple[str, ...], header: int = 14) -> Image.Image:
+    """Rows ``(R, 3, H, len(labels)·W)`` in [−1, 1] → one image with a label above each column."""
+    grid = make_grid(rows, nrow=1, padding=2, value_range=(-1, 1), normalize=True)
+    pixels = (grid * 255).round().byte().permute(1, 2, 0).numpy()
+    sheet = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + header), "white")
+    sheet.paste(Image.fromarray(pixels), (0, header))
+    draw = ImageDraw.Draw(sheet)
+    column = rows.shape[-1] // len(labels)
+    for index, label in enumerate(labels):
+        draw.text((index * column + 4, 1), label, fill="black")
+    return sheet

@@ -12,14 +12,15 @@
 - ``synthetic_multiview``: ``multiview`` on synthetic heads (every stored view).
 
 Every episode inverts its source frame (:func:`otavatar.inversion.invert`), then renders the avatar
-with the driving motion; the static baseline renders the same avatar with the source's own motion
-from the same cameras, which shows what the driving motion adds.
+with the driving motion. Two baselines render the same avatar without it: ``static`` keeps the
+source's own motion x but follows the episode's cameras (so it isolates what the controller adds),
+``still`` keeps the source's motion and camera (the portrait, unmoving).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -36,7 +37,8 @@ PROTOCOLS = ("self", "cross_id", "multiview", "synthetic_cross_id", "synthetic_m
 @dataclass
 class Episode:
     """One reenactment: ``name``, source video (frame 0 is the portrait), driving motion windows x
-    ``(N, 70, 27)``, cameras p ``(N, 25)``, ground truth ``(N, 3, H, W)`` in [−1, 1] or None."""
+    ``(N, 70, 27)``, cameras p ``(N, 25)``, ground truth ``(N, 3, H, W)`` in [−1, 1] or None, and the
+    portrait's own camera ``(25,)`` (for the still baseline)."""
 
     name: str
     source_video: str
@@ -44,6 +46,7 @@ class Episode:
     windows: torch.Tensor
     cameras: torch.Tensor
     target: torch.Tensor | None
+    source_camera: torch.Tensor
 
 
 def synthetic_ground_truth(
@@ -78,12 +81,12 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
             data = source.video(video)
             if protocol == "self":
                 target = torch.stack([source.image(video, f) for f in range(count)])
-                yield Episode(video, video, video, data["motion"][:count], data["camera"][:count], target)
+                yield Episode(video, video, video, data["motion"][:count], data["camera"][:count], target, data["camera"][0])
                 continue
             views = torch.from_numpy(source.database.array(video, "view_camera"))
             for view in range(views.shape[0]):
                 target = torch.stack([source.image(video, f, view) for f in range(count)])
-                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target)
+                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target, views[view, 0])
     elif protocol == "cross_id":
         if driving_video is None:
             raise ValueError("cross_id protocol: give the driving video (the paper: WRA_EricCantor_000)")
@@ -91,14 +94,17 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
         count = min(frames or len(data["motion"]), len(data["motion"]))
         for video in videos:
             if video != driving_video:
-                yield Episode(f"{driving_video}->{video}", video, driving_video, data["motion"][:count], data["camera"][:count], None)
+                yield Episode(
+                    f"{driving_video}->{video}", video, driving_video, data["motion"][:count], data["camera"][:count], None,
+                    source.video(video)["camera"][0],
+                )
     else:
         for index, video in enumerate(videos):
             driver = driving_video or _next_identity(videos, index)
             data = source.video(driver)
             count = min(frames or len(data["motion"]), len(data["motion"]))
             target, cameras = synthetic_ground_truth(source, video, driver, count)
-            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target)
+            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target, source.video(video)["camera"][0])
 
 
 def _next_identity(videos: list[str], index: int) -> str:
@@ -143,26 +149,18 @@ def render(animator: Animator, avatar: Avatar, windows: torch.Tensor, cameras: t
     return torch.cat(frames)
 
 
-def run_episodes(
-    animator: Animator,
-    source: FrameSource,
-    protocol: str,
-    frame_loss: FrameLoss,
-    settings: InversionSettings,
-    on_episode: Callable[[Episode, dict[str, torch.Tensor], Avatar], None],
-    driving_video: str | None = None,
-    frames: int | None = None,
-    static_baseline: bool = True,
-) -> None:
-    """Run every episode and hand ``on_episode(episode, predictions, avatar)`` the rendered frames:
-    ``predictions['otavatar']`` and, with ``static_baseline``, ``predictions['static']``."""
-    avatars: dict[str, Avatar] = {}
-    for episode in episodes(source, protocol, driving_video, frames):
-        if episode.source_video not in avatars:
-            avatars[episode.source_video] = invert_source(animator, source, episode.source_video, frame_loss, settings)
-        avatar = avatars[episode.source_video]
-        predictions = {"otavatar": render(animator, avatar, episode.windows, episode.cameras)}
-        if static_baseline:
-            still = avatar.motion.cpu().expand(len(episode.windows), -1, -1)
-            predictions["static"] = render(animator, avatar, still, episode.cameras)
-        on_episode(episode, predictions, avatar)
+BASELINES = {
+    "static": "static baseline (source motion, driving cameras)",
+    "still": "still baseline (source motion and camera)",
+}
+
+
+def baseline_inputs(baseline: str, avatar: Avatar, windows: torch.Tensor, cameras: torch.Tensor, source_camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Motion windows and cameras a baseline renders in place of the driving ones (see the module docstring)."""
+    count = len(windows)
+    still_motion = avatar.motion.cpu().expand(count, -1, -1)
+    if baseline == "static":
+        return still_motion, cameras
+    if baseline == "still":
+        return still_motion, source_camera.reshape(1, 25).expand(count, -1)
+    raise ValueError(f"baseline: expected one of {tuple(BASELINES)}, found {baseline!r}")

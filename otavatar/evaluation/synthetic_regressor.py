@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otavatar.assets import AssetFormatError, MissingAssetError
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.motion import ANGLES, TRANSLATION
 
@@ -27,7 +29,7 @@ NUM_OUTPUTS = sum(size for _, size in OUTPUTS)
 class SyntheticMotionRegressor(nn.Module):
     """Images ``(B, 3, H, W)`` in [−1, 1] → ``(B, 12)`` = expression (6), angles (3, radians), translation (3)."""
 
-    name = "synthetic expression/pose regressor (pretrained/tiny_regressor.pt)"
+    name = "synthetic expression/pose regressor (scripts/train_regressor.py)"
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -113,3 +115,20 @@ def regressor_error(model: SyntheticMotionRegressor, database: VideoLmdb, videos
     predicted = model(images.float() / 127.5 - 1)
     error = (predicted - targets).abs()
     return {"expression": error[:, :6].mean().item(), "pose": error[:, 6:].mean().item()}
+
+
+def load_synthetic_regressor(path: str | Path) -> SyntheticMotionRegressor:
+    """The regressor written by scripts/train_regressor.py (``{'state_dict', 'test_error', 'recipe'}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingAssetError(
+            f"the synthetic expression/pose regressor {path} is missing; it ships with the repository "
+            f"(git checkout {path}) or is rebuilt by `python scripts/train_regressor.py --out {path}`",
+            path,
+        )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise AssetFormatError(f"{path}: expected a dict with 'state_dict' (written by scripts/train_regressor.py)")
+    model = SyntheticMotionRegressor()
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval().requires_grad_(False)

@@ -1,1 +1,1 @@
-"""otavatar.metrics."""
+"""Evaluation metrics: image quality, FID, identity, expression/pose/keypoint distances, and the suite that runs them."""

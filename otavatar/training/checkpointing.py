@@ -7,15 +7,15 @@ directory and renamed, so a killed save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from otavatar.files import atomic_write
 
 CHECKPOINT_FORMAT = "otavatar-train-v1"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d{9})\.pt$")
@@ -29,16 +29,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def rng_state() -> dict:

@@ -1,0 +1,64 @@
+"""Result files of an evaluation: ``results.json``, ``results.csv`` (per video and overall) and ``table.md``
+laid out like the paper's Table 1, with the paper's own rows for comparison."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from otavatar.evaluation.protocols import BASELINES
+from otavatar.files import atomic_write_text
+
+# OTAvatar, CVPR 2023, Table 1 (multi-view on Multiface; cross-identity on HDTF driven by WRA_EricCantor_000).
+PAPER_TABLE_1 = {
+    "paper, multi-view (Multiface)": {"psnr": 21.19, "ssim": 0.657, "csim": 0.574, "lpips": 0.288, "fid": 137.3},
+    "paper, cross-identity (HDTF)": {"csim": 0.694, "aed": 2.850, "apd": 0.405, "akd": 4.307, "fid": 101.8},
+}
+# OTAvatar Table 2: 35 FPS on an A100.
+PAPER_FPS = {"fps": 35.0, "device": "NVIDIA A100 (paper Table 2)"}
+ARROWS = {"psnr": "↑", "ssim": "↑", "lpips": "↓", "fid": "↓", "csim": "↑", "csim_dlib": "↑", "aed": "↓", "apd": "↓", "apd_angles": "↓", "akd": "↓"}
+METHOD_NAMES = {"otavatar": "OTAvatar (this checkpoint)", **BASELINES}
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4g}" if abs(value) < 100 else f"{value:.1f}"
+    return "—" if value is None else str(value)
+
+
+def markdown_table(overall: dict[str, dict], metrics: list[str], title: str, fps: dict | None = None) -> str:
+    """Rows: each method of this run, then the paper's Table 1 rows (— where the paper has no value)."""
+    header = ["method", *(f"{name.upper().replace('_', ' ')} {ARROWS.get(name, '')}".strip() for name in metrics)]
+    rows = [[METHOD_NAMES.get(method, method), *(_cell(values.get(name)) for name in metrics)] for method, values in overall.items()]
+    rows += [[name, *(_cell(values.get(metric)) for metric in metrics)] for name, values in PAPER_TABLE_1.items()]
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if fps is not None:
+        lines += ["", "| Table 2 | FPS | device |", "|---|---|---|",
+                  f"| this checkpoint | {fps['fps']:.2f} | {fps['device']} |", f"| paper | {PAPER_FPS['fps']:.0f} | {PAPER_FPS['device']} |"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, results: dict) -> list[Path]:
+    """Write the three files (each atomically); ``results`` holds ``metrics``, ``overall``, ``per_video`` and the run's description."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = results["metrics"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "video", *metrics])
+    for method, videos in results["per_video"].items():
+        for video, values in videos.items():
+            writer.writerow([method, video, *(values.get(name, "") for name in metrics)])
+        writer.writerow([method, "overall", *(results["overall"][method].get(name, "") for name in metrics)])
+    title = f"Protocol {results['protocol']} — {results['episodes']} episodes; checkpoint {results['checkpoint']}"
+    files = {
+        "results.json": json.dumps(results, indent=2, default=str) + "\n",
+        "results.csv": buffer.getvalue(),
+        "table.md": markdown_table(results["overall"], metrics, title, results.get("fps")),
+    }
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    return [out / name for name in files]

@@ -1,0 +1,126 @@
+"""Evaluate a checkpoint on a protocol: inversion + reenactment, the paper's metrics, Table-1-shaped output.
+
+    python scripts/evaluate.py                                   # embedded tiny model, synthetic cross-identity
+    python scripts/evaluate.py --checkpoint CKPT --dataset datasets/hdtf --protocol cross_id \\
+        --driving 'WRA_EricCantor_000' --out results/hdtf_cross_id --fps
+    python scripts/evaluate.py --protocol self --renders results/other_method/renders   # frames from elsewhere
+
+Writes OUT/results.json, OUT/results.csv and OUT/table.md. Metrics whose extractor weights are missing
+are reported as ``n/a (missing FILE)``; pretrained/README.md says where each file comes from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from otavatar.cli import DEFAULT_CHECKPOINT, load_model
+from otavatar.config import load_loss_preset
+from otavatar.data.datasets import FrameSource
+from otavatar.data.lmdb import VideoLmdb
+from otavatar.evaluation.protocols import BASELINES, PROTOCOLS
+from otavatar.evaluation.report import write_results
+from otavatar.evaluation.runner import EvaluationSettings, animation_fps, run_evaluation
+from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
+from otavatar.inversion import InversionSettings
+from otavatar.losses.animation import AnimationLoss
+from otavatar.metrics.suite import MetricSuite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--dataset", default="datasets/synthetic_128", help="a dataset in the reference layout (its test list is evaluated)")
+    parser.add_argument("--resolution", type=int, default=None, help="the dataset's LMDB sub-folder (default: the model's)")
+    parser.add_argument("--protocol", default="synthetic_cross_id", choices=PROTOCOLS)
+    parser.add_argument("--driving", help="cross_id: the driving video (the paper: WRA_EricCantor_000)")
+    parser.add_argument("--camera-source", default=None, choices=["ground_truth", "condition"],
+                        help="default: ground_truth for synthetic_* protocols, condition otherwise")
+    parser.add_argument("--frames", type=int, default=None, help="frames per episode (default: the whole video)")
+    parser.add_argument("--episodes", type=int, default=None, help="evaluate only the first N episodes")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/<protocol>")
+    parser.add_argument("--renders", type=Path, help="score frames rendered elsewhere: RENDERS/<episode>/00000.png …")
+    parser.add_argument("--save-renders", action="store_true", help="also write OUT/renders/<episode>/*.png")
+    parser.add_argument("--baselines", default="static,still", help="comma-separated baselines to render too (static, still; '' for none)")
+    parser.add_argument("--fps", action="store_true", help="add Table 2: frames per second of the animation path")
+    parser.add_argument("--motion-reader", default="auto", choices=["auto", "deep3d", "synthetic"],
+                        help="AED/APD extractor (auto: synthetic for synthetic_* protocols, else Deep3DFaceRecon)")
+    parser.add_argument("--reduction", default="mean", choices=["mean", "sum"], help="AED/APD over coefficient dimensions")
+    parser.add_argument("--no-fid", action="store_true")
+    parser.add_argument("--no-face-metrics", action="store_true", help="skip AKD, CSIM (and Deep3DFaceRecon AED/APD)")
+    parser.add_argument("--alexnet", help="LPIPS backbone (alexnet-owt-7be5be79.pth)")
+    parser.add_argument("--inception", help="FID weights (pt_inception-2015-12-05-6726825d.pth)")
+    parser.add_argument("--arcface", help="CSIM network (arcface_resnet18.pth)")
+    parser.add_argument("--deep3dfacerecon", help="AED/APD regressor (epoch_20.pth)")
+    parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
+    parser.add_argument("--loss", default="offline", help="inversion loss preset of configs/loss")
+    parser.add_argument("--w-steps", type=int, default=100)
+    parser.add_argument("--w-plus-steps", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    synthetic = args.protocol.startswith("synthetic")
+    out = args.out or Path("results") / args.protocol
+    animator, model_config, sha256 = (None, None, None) if args.renders else load_model(args.checkpoint, args.device)
+    size = model_config["generator"]["img_resolution"] if model_config else None
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        parser.error(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
+    database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
+    camera_source = args.camera_source or ("ground_truth" if synthetic else "condition")
+    source = FrameSource(database, camera_source, image_size=size)
+
+    motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
+    paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
+    extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
+    baselines = () if args.renders else tuple(name for name in args.baselines.split(",") if name)
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        parser.error(f"--baselines: unknown {sorted(unknown)}; choose from {sorted(BASELINES)}")
+    methods = ["otavatar", *baselines]
+    suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in methods}
+
+    torch.manual_seed(args.seed)
+    frame_loss = None if args.renders else AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
+    settings = EvaluationSettings(
+        args.protocol, args.driving, args.frames, args.episodes, baselines,
+        inversion=InversionSettings(w_steps=args.w_steps, w_plus_steps=args.w_plus_steps),
+    )
+    per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
+    suite = suites["otavatar"]
+    results = {
+        "protocol": args.protocol,
+        "dataset": str(dataset),
+        "checkpoint": str(args.renders or args.checkpoint),
+        "checkpoint_sha256": sha256,
+        "episodes": len(per_video["otavatar"]),
+        "metrics": suite.metrics(),
+        "overall": {method: suites[method].summary() for method in methods},
+        "per_video": per_video,
+        **suite.description(),
+        "inversion": {"w_steps": args.w_steps, "w_plus_steps": args.w_plus_steps, "loss": args.loss},
+    }
+    if args.fps:
+        if animator is None:
+            parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
+        results["fps"] = animation_fps(animator, source, database.splits["test"][0])
+    files = write_results(out, results)
+    print(open(files[-1]).read())
+    print(f"wrote {', '.join(map(str, files))} in {time.perf_counter() - started:.0f} s")
+
+
+def _only_resolution(dataset: Path) -> int:
+    """The single LMDB resolution of ``dataset`` (when no model says which one)."""
+    found = sorted(int(p.name) for p in dataset.iterdir() if p.is_dir() and p.name.isdigit())
+    if len(found) != 1:
+        raise SystemExit(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
+    return found[0]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""scripts/disentanglement.py end to end: two variants of the micro model, one iteration each."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
+
+REPO = Path(__file__).resolve().parent.parent
+MICRO = [
+    "model.generator.neural_rendering_resolution=16", "model.generator.rendering_kwargs.depth_resolution=8",
+    "model.generator.rendering_kwargs.depth_resolution_importance=8", "generator_checkpoint=null",
+    "trainer.identity_steps=2", "trainer.sr_steps=1", "batch_size=1", "checkpoint_every=1", "image_every=1000",
+]
+
+
+def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
+    dataset = tmp_path / "heads"
+    write_synthetic_dataset(dataset, identities=3, videos=1, frames=4, resolution=128, seed=0, test_identities=2, progress=False)
+    regressor = tmp_path / "regressor.pt"
+    torch.save({"state_dict": SyntheticMotionRegressor().state_dict()}, regressor)
+    config = tmp_path / "benchmark.yaml"
+    config.write_text(json.dumps({
+        "train_overrides": ["experiment=tiny_synthetic", f"data.root={dataset}", *MICRO],
+        "iterations": 1, "run_root": "runs", "out": "results", "sources": 1, "frames": 4, "w_steps": 2, "w_plus_steps": 1,
+        "variants": {
+            "decoupling": {"label": "decoupling (2/1)", "overrides": ["trainer.motion_steps=1"]},
+            "joint": {"label": "joint (3)", "overrides": ["trainer.motion_steps=1", "trainer.schedule=joint"]},
+        },
+    }))
+    (tmp_path / "README.md").write_text("intro\n<!-- disentanglement:start -->\nold\n<!-- disentanglement:end -->\nrest\n")
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
+                          "--synthetic-regressor", str(regressor), "--update-readme"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert list(results["rows"]) == ["decoupling", "static", "still", "joint"]
+    for row in results["rows"].values():
+        assert set(row) == {"synthetic_cross_id", "synthetic_multiview"}
+        assert isinstance(row["synthetic_cross_id"]["psnr"], float) and isinstance(row["synthetic_multiview"]["aed"], float)
+    assert (tmp_path / "runs" / "joint" / "checkpoint_000000001.pt").is_file()
+    readme = (tmp_path / "README.md").read_text()
+    assert "old" not in readme and "| joint (3) |" in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
+    assert "still baseline (source motion and camera)" in readme
