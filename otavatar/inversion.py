@@ -96,6 +96,10 @@ def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
     batch_size = target["image"].shape[0]
     correction = torch.zeros(batch_size, 18, device=target["image"].device)
     curve: list[float] = []
+    # What does not change across steps is computed once: C(x) (C is frozen, x fixed) and, through
+    # the loss's cache, the target's resized images and VGG/ArcFace features.
+    with torch.no_grad():
+        target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
     identity = initial_identity_code(animator.generator, batch_size, "w")
     identity_w = _optimise(animator, identity, correction, target, frame_loss, settings, settings.w_steps, "W", curve, on_step)
     identity_w_plus = None
@@ -111,7 +115,8 @@ def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
 def _render(animator: Animator, identity, correction, target, settings: InversionSettings, super_resolve: bool) -> dict:
     camera = correct_intrinsics(target["camera"], correction)
     return animator.render(
-        identity, target["motion"], camera, clamp=settings.clamp, deterministic=settings.deterministic, super_resolve=super_resolve
+        identity, target["motion"], camera, clamp=settings.clamp, deterministic=settings.deterministic, super_resolve=super_resolve,
+        motion_code=target.get("motion_code"),
     )
 
 
@@ -123,7 +128,7 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
     camera_optimizer = (
         torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0) if settings.optimize_camera else None
     )
-    frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
+    frame_target = {"image": target["image"], "keypoints": target["keypoints"], "cache": target["cache"]}
     for step in range(steps):
         super_resolve = step >= steps - settings.sr_steps
         output = _render(animator, identity, correction, target, settings, super_resolve)

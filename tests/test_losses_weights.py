@@ -149,3 +149,25 @@ def test_lpips_uses_the_local_alexnet(tmp_path):
     torch.save(state, tmp_path / "wrong.pth")
     with pytest.raises(AssetFormatError, match=r"features.3.weight: expected shape \(192, 64, 5, 5\), found \(192, 64, 3, 3\)"):
         load_lpips(tmp_path / "wrong.pth")
+
+
+def test_cached_target_features_give_the_same_loss(tmp_path):
+    """Inversion keeps the target's VGG and ArcFace features in target['cache']: same values, computed once."""
+    from otavatar.config import load_loss_preset
+    from otavatar.losses.animation import AnimationLoss
+
+    torch.save(vgg_state(), tmp_path / "vgg19.pth")
+    torch.save(ResNetArcFace().state_dict(), tmp_path / "arcface.pth")
+    config = load_loss_preset("release")
+    config.vgg19_path, config.arcface_path = str(tmp_path / "vgg19.pth"), str(tmp_path / "arcface.pth")
+    loss = AnimationLoss.from_config(config, use_regularisers=False)
+    g = torch.Generator().manual_seed(0)
+    target = {"image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, "keypoints": 32 + 64 * torch.rand(1, 68, 2, generator=g)}
+    output = {"image_raw": torch.rand(1, 3, 32, 32, generator=g) * 2 - 1, "image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1}
+    expected, expected_terms = loss(output, target, super_resolve=True, generator=None)
+    cached = {**target, "cache": {}}
+    first, _ = loss(output, cached, super_resolve=True, generator=None)
+    assert set(cached["cache"]) == {"raw", "sr"} and len(cached["cache"]["sr"]["perceptual"]) == loss.perceptual_sr.num_scales
+    second, terms = loss(output, cached, super_resolve=True, generator=None)
+    assert {"perceptual_raw", "perceptual_sr", "identity_raw", "identity_sr"} <= set(terms)
+    assert torch.equal(first, expected) and torch.equal(second, expected)

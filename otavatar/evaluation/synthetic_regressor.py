@@ -2,9 +2,11 @@
 
 AED/APD compare the expression and pose an extractor reads from generated and ground-truth
 frames. On synthetic heads the generating parameters are known, so a small CNN learns to read
-them: 6 expression parameters, 3 pose angles and 3 translations per frame (main-view frames of the
-dataset's training split). Values are standardised with the training set's mean and spread, stored
-with the weights, so the network returns parameters in their own units.
+them: 6 expression parameters, 3 pose angles and 3 translations per frame. It trains on the main-view
+frames of the dataset's training split plus frames of freshly drawn identities (the dataset's 32
+training identities alone let it learn identities rather than subtle expressions such as smile and
+brows). Values are standardised with the training set's mean and spread, stored with the weights,
+so the network returns parameters in their own units.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 
 from otavatar.assets import AssetFormatError, MissingAssetError
 from otavatar.data.lmdb import VideoLmdb
+from otavatar.data.synthetic import render_video, sample_identity, sample_talking_sequence
 from otavatar.motion import ANGLES, TRANSLATION
 
 INPUT_SIZE = 64
@@ -69,6 +72,8 @@ class RegressorTraining:
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
+    extra_identities: int = 400  # freshly drawn, 16 frames each
+    frames_per_identity: int = 16
 
 
 def load_frames(database: VideoLmdb, videos: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,16 +81,38 @@ def load_frames(database: VideoLmdb, videos: list[str]) -> tuple[torch.Tensor, t
     images, targets = [], []
     for video in videos:
         frames = torch.stack([database.image(video, f) for f in range(database.length(video))])
-        small = F.interpolate(frames, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
-        images.append(((small + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        images.append(_to_input(frames))
         targets.append(video_targets(database, video))
     return torch.cat(images), torch.cat(targets)
 
 
+def _to_input(frames: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, R, R)`` in [−1, 1] → uint8 ``(N, 3, 64, 64)`` (area resize, as at evaluation)."""
+    small = F.interpolate(frames, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
+    return ((small + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def fresh_frames(identities: int, frames: int, resolution: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames of ``identities`` newly drawn heads (seeded apart from the dataset's) and their parameters ``(N, 12)``."""
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    images, targets = [], []
+    for _ in range(identities):
+        identity = sample_identity(generator)
+        expression, angles, translation = sample_talking_sequence(frames, generator)
+        video = render_video(identity, expression, angles, translation, resolution, extra_view_yaws=())
+        images.append(_to_input(video.images * 2 - 1))
+        targets.append(torch.cat([expression, angles, translation], dim=1))
+    return torch.cat(images), torch.cat(targets)
+
+
 def train_regressor(database: VideoLmdb, settings: RegressorTraining = RegressorTraining(), log=print) -> SyntheticMotionRegressor:
-    """Fit the regressor on the training split (smooth L1 on standardised parameters, Adam, cosine decay)."""
+    """Fit the regressor on the training split and fresh heads (smooth L1 on standardised parameters, Adam, cosine decay)."""
     torch.manual_seed(settings.seed)
     images, targets = load_frames(database, database.splits["train"])
+    if settings.extra_identities:
+        extra_images, extra_targets = fresh_frames(settings.extra_identities, settings.frames_per_identity, database.resolution, settings.seed)
+        images, targets = torch.cat([images, extra_images]), torch.cat([targets, extra_targets])
+        log(f"regressor: {len(images)} training frames ({len(extra_images)} from {settings.extra_identities} fresh identities)")
     model = SyntheticMotionRegressor()
     model.mean.copy_(targets.mean(0))
     model.std.copy_(targets.std(0).clamp_min(1e-3))

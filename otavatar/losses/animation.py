@@ -88,22 +88,41 @@ class AnimationLoss(nn.Module):
             raise ValueError(f"loss config: unknown keys {unknown}; known: {sorted(known)}")
         return cls(LossWeights(**dict(config)), use_regularisers)
 
-    def image_terms(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor, suffix: str) -> dict[str, torch.Tensor]:
-        """Image terms of one resolution; the target and its landmarks are resized to the prediction's."""
+    def image_terms(
+        self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor, suffix: str, cache: dict | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Image terms of one resolution; the target and its landmarks are resized to the prediction's.
+
+        ``cache``: where the resized target and its network features are kept between calls.
+        """
         w = self.weights
         keypoints = keypoints * (prediction.shape[-1] / target.shape[-1])
-        target = _resize(target, prediction)
+        wanted = cache.get(suffix) if cache is not None else None
+        if wanted is None:
+            wanted = self._target_entry(prediction, target, keypoints, suffix)
+            if cache is not None:
+                cache[suffix] = wanted
+        target = wanted["image"]
         terms = {}
         if w.perceptual:
             perceptual = self.perceptual_raw if suffix == "raw" else self.perceptual_sr
-            terms[f"perceptual_{suffix}"] = w.perceptual * perceptual(prediction, target)
+            terms[f"perceptual_{suffix}"] = w.perceptual * perceptual(prediction, target_features=wanted["perceptual"])
         if w.region:
             terms[f"region_{suffix}"] = w.region * self.region(prediction, target, keypoints)
         if w.pixel:
             terms[f"pixel_{suffix}"] = w.pixel * pixel_loss(prediction, target)
         if w.identity:
-            terms[f"identity_{suffix}"] = w.identity * self.identity(prediction, target, keypoints)
+            terms[f"identity_{suffix}"] = w.identity * self.identity(prediction, None, keypoints, target_embedding=wanted["identity"])
         return terms
+
+    def _target_entry(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor, suffix: str) -> dict:
+        image = _resize(target, prediction)
+        perceptual = self.perceptual_raw if suffix == "raw" else self.perceptual_sr
+        return {
+            "image": image,
+            "perceptual": perceptual.target_features(image) if self.weights.perceptual else None,
+            "identity": self.identity.target_embedding(image, keypoints) if self.weights.identity else None,
+        }
 
     def forward(
         self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], super_resolve: bool, generator: nn.Module | None
@@ -114,15 +133,18 @@ class AnimationLoss(nn.Module):
             output: ``image_raw`` ``(B, 3, r, r)``; ``image`` ``(B, 3, H', H')`` when ``super_resolve``;
                 ``planes`` ``(B, 96, R, R)`` for the density terms; ``motion_code`` w_x ``(B, num_ws, 512)``
                 for its L1 (skipped when absent, i.e. when the planes were reused without the controller).
-            target: ``image`` ``(B, 3, H, H)`` in [−1, 1] and ``keypoints`` ``(B, 68, 2)`` in pixels of H.
+            target: ``image`` ``(B, 3, H, H)`` in [−1, 1] and ``keypoints`` ``(B, 68, 2)`` in pixels of H;
+                optionally a ``cache`` dict in which the target's resized images and VGG/ArcFace features
+                are kept from the first call on (for a target that does not change, as in inversion).
             generator: the TriPlaneGenerator (``sample_density``, ``rendering_kwargs``) for the density
                 terms; unused (may be None) when they are off.
         """
         w = self.weights
         image, keypoints = target["image"], target["keypoints"]
-        terms = self.image_terms(output["image_raw"], image, keypoints, "raw")
+        cache = target.get("cache")
+        terms = self.image_terms(output["image_raw"], image, keypoints, "raw", cache)
         if super_resolve:
-            terms.update(self.image_terms(output["image"], image, keypoints, "sr"))
+            terms.update(self.image_terms(output["image"], image, keypoints, "sr", cache))
         if self.use_regularisers and (w.tv or w.monotonic):
             planes = output["planes"]
             sigma_fn = partial(generator.sample_density, planes)

@@ -152,10 +152,17 @@ class IdentityLoss(nn.Module):
         """See :func:`arcface_embedding`."""
         return arcface_embedding(self.arcface, images, keypoints)
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def target_embedding(self, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        """The target's embedding; pass it as ``target_embedding`` to skip recomputing it."""
+        return self.embed(target, keypoints)
+
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor | None, keypoints: torch.Tensor, target_embedding: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` in [−1, 1] (the target is area-resized if needed); keypoints in pixels of the prediction."""
-        if target.shape[-2:] != prediction.shape[-2:]:
-            target = F.interpolate(target, size=prediction.shape[-2:], mode="area")
-        with torch.no_grad():
-            wanted = self.embed(target, keypoints)
-        return (1 - F.cosine_similarity(self.embed(prediction, keypoints), wanted, dim=1)).mean()
+        if target_embedding is None:
+            if target.shape[-2:] != prediction.shape[-2:]:
+                target = F.interpolate(target, size=prediction.shape[-2:], mode="area")
+            target_embedding = self.target_embedding(target, keypoints)
+        return (1 - F.cosine_similarity(self.embed(prediction, keypoints), target_embedding, dim=1)).mean()

@@ -69,23 +69,34 @@ class PerceptualLoss(nn.Module):
                     break
         return out
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        smallest = min(prediction.shape[-2:]) // 2 ** (self.num_scales - 1)
+    def _check_size(self, size: tuple[int, int]) -> None:
+        smallest = min(size) // 2 ** (self.num_scales - 1)
         pools = sum(isinstance(layer, nn.MaxPool2d) for layer in self.features[: self.layers[-1] + 1])
         if smallest < 2**pools:
             raise ValueError(
-                f"perceptual loss: {self.num_scales} scales of a {tuple(prediction.shape[-2:])} image go down to "
+                f"perceptual loss: {self.num_scales} scales of a {tuple(size)} image go down to "
                 f"{smallest} px; the feature network needs at least {2**pools}"
             )
+
+    def _pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        levels = [images]
+        for _ in range(1, self.num_scales):
+            levels.append(F.interpolate(levels[-1], scale_factor=0.5, mode="bilinear", align_corners=False))
+        return levels
+
+    @torch.no_grad()
+    def target_features(self, target: torch.Tensor) -> list[list[torch.Tensor]]:
+        """The target's features at every scale; pass them as ``target_features`` to skip recomputing them."""
+        self._check_size(target.shape[-2:])
+        return [self.extract(level) for level in self._pyramid(target)]
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor | None = None, target_features: list[list[torch.Tensor]] | None = None) -> torch.Tensor:
+        """Give ``target`` (same size as ``prediction``) or its precomputed :meth:`target_features`."""
+        self._check_size(prediction.shape[-2:])
+        wanted_levels = target_features if target_features is not None else self.target_features(target)
         loss = prediction.new_zeros(())
-        for scale in range(self.num_scales):
-            if scale > 0:
-                prediction = F.interpolate(prediction, scale_factor=0.5, mode="bilinear", align_corners=False)
-                target = F.interpolate(target, scale_factor=0.5, mode="bilinear", align_corners=False)
-            predicted = self.extract(prediction)
-            with torch.no_grad():
-                wanted = self.extract(target)
-            for p, t in zip(predicted, wanted):
+        for scale, (level, wanted) in enumerate(zip(self._pyramid(prediction), wanted_levels)):
+            for p, t in zip(self.extract(level), wanted):
                 loss = loss + F.l1_loss(p, t)
                 if scale == 0 and self.style_weight:
                     loss = loss + self.style_weight * F.l1_loss(gram_matrix(p), gram_matrix(t))

@@ -70,6 +70,7 @@ class Animator(nn.Module):
         neural_rendering_resolution: int | None = None,
         super_resolve: bool = True,
         planes: tuple[torch.Tensor, torch.Tensor] | None = None,
+        motion_code: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Render w_id + C(x) from camera p.
 
@@ -80,16 +81,19 @@ class Animator(nn.Module):
             super_resolve: False skips the super-resolution module (no ``image`` in the output).
             planes: ``(ws, planes)`` from :meth:`planes` for the same identity and motion, to render
                 a new camera without running the synthesis network again.
+            motion_code: C(x) ``(B, num_ws, 512)`` when already computed (a frozen controller and a
+                fixed x, as in inversion).
 
         Returns:
             The generator's dict: ``image`` ``(B, 3, H, W)``, ``image_raw`` ``(B, 3, r, r)``,
             ``image_depth`` ``(B, 1, r, r)``, ``image_feature``, ``planes``, ``ws`` and, unless
             ``planes`` were given, the motion code w_x ``motion_code`` ``(B, num_ws, 512)``.
         """
-        motion_code = None
         if planes is None:
-            motion_code = self.controller(motion)
+            motion_code = self.controller(motion) if motion_code is None else motion_code
             planes = self.planes(identity_code, motion, clamp, noise_mode, motion_code)
+        else:
+            motion_code = None
         ws, tri_plane = planes
         out = self.generator.render_planes(tri_plane, camera, neural_rendering_resolution, deterministic)
         if super_resolve:
