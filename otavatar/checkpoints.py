@@ -287,8 +287,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = None, use_ema: bool = True) -> tuple[Animator, dict]:
-    """The animator of an otavatar training checkpoint (its recorded model config is used) or of
-    the release's training checkpoint (architecture from ``model_preset``, default ``eg3d_ffhq512``).
+    """The animator of an otavatar training checkpoint or exported model (its recorded model config
+    is used) or of the release's training checkpoint (architecture from ``model_preset``, default
+    ``eg3d_ffhq512``).
 
     Returns:
         the animator in eval mode and its model config (a plain dict).
@@ -296,7 +297,7 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
     from omegaconf import OmegaConf
 
     from otavatar.config import build_animator, load_model_preset
-    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, load_checkpoint
+    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, MODEL_FORMAT, load_checkpoint
 
     path = Path(path)
     if not path.is_file():
@@ -305,8 +306,15 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
         header = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:
         raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error})") from error
-    if isinstance(header, Mapping) and header.get("format") == CHECKPOINT_FORMAT:
+    if isinstance(header, Mapping) and header.get("format") == MODEL_FORMAT:
+        if not use_ema:
+            raise CheckpointError(f"{path}: an exported model holds only the EMA weights; use the training checkpoint for the live ones")
+        state = header
+    elif isinstance(header, Mapping) and header.get("format") == CHECKPOINT_FORMAT:
         state = load_checkpoint(path)
+    else:
+        state = None
+    if state is not None:
         model_config = state["config"]["model"]
         animator = build_animator(model_config)
         suffix = "_ema" if use_ema else ""

@@ -52,6 +52,9 @@ class InversionSettings:
     grad_clip: float | None = None
     clamp: bool = True
     deterministic: bool = False
+    # False redoes the release's per-step work (C(x), the target's features, super-resolution on
+    # every step although its loss only counts in the last ``sr_steps``): same result, for benchmarks.
+    reuse_static_work: bool = True
 
 
 @dataclass
@@ -98,8 +101,9 @@ def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
     curve: list[float] = []
     # What does not change across steps is computed once: C(x) (C is frozen, x fixed) and, through
     # the loss's cache, the target's resized images and VGG/ArcFace features.
-    with torch.no_grad():
-        target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
+    if settings.reuse_static_work:
+        with torch.no_grad():
+            target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
     identity = initial_identity_code(animator.generator, batch_size, "w")
     identity_w = _optimise(animator, identity, correction, target, frame_loss, settings, settings.w_steps, "W", curve, on_step)
     identity_w_plus = None
@@ -128,10 +132,12 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
     camera_optimizer = (
         torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0) if settings.optimize_camera else None
     )
-    frame_target = {"image": target["image"], "keypoints": target["keypoints"], "cache": target["cache"]}
+    frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
+    if "cache" in target:
+        frame_target["cache"] = target["cache"]
     for step in range(steps):
         super_resolve = step >= steps - settings.sr_steps
-        output = _render(animator, identity, correction, target, settings, super_resolve)
+        output = _render(animator, identity, correction, target, settings, super_resolve or not settings.reuse_static_work)
         loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
         optimizer.zero_grad(set_to_none=True)
         if camera_optimizer:

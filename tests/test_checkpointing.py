@@ -83,3 +83,21 @@ def test_release_export_has_the_release_structure(tmp_path):
     assert list(release["net_Warp"]) == ["module.direction.weight"]
     assert list(release["net_G_ema"]) == ["decoder.net.0.bias"]
     assert release["opt_G"] is None and release["current_iteration"] == 7
+
+
+def test_exported_model_renders_like_its_checkpoint(tmp_path):
+    from otavatar.checkpoints import CheckpointError, load_animator
+    from otavatar.training.checkpointing import export_model
+    from tests.helpers import frontal_cameras, micro_checkpoint
+
+    checkpoint, _ = micro_checkpoint(tmp_path)
+    exported = export_model(checkpoint, tmp_path / "model.pt")
+    assert exported.stat().st_size < checkpoint.stat().st_size / 2
+    (full, config), (slim, slim_config) = load_animator(checkpoint), load_animator(exported)
+    assert slim_config == config
+    identity, motion, camera = torch.zeros(1, 1, 512), torch.randn(1, 70, 27), frontal_cameras(1, 1)[:, 0]
+    with torch.no_grad():
+        expected = full.render(identity, motion, camera, deterministic=True)["image"]
+        assert torch.equal(slim.render(identity, motion, camera, deterministic=True)["image"], expected)
+    with pytest.raises(CheckpointError, match="only the EMA weights"):
+        load_animator(exported, use_ema=False)

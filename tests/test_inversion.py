@@ -41,3 +41,27 @@ def test_inverting_a_rendered_frame_lowers_the_loss_and_reconstructs_it():
     assert min(result.loss_curve[-5:]) < result.loss_curve[0]
     assert psnr(result.reconstruction, image) > psnr(start, image) + 3
     assert all(p.requires_grad for p in animator.parameters()), "inversion must leave the networks as it found them"
+
+
+def test_reusing_static_work_changes_nothing_but_the_time():
+    """C(x), the target's features and unused super-resolution are computed once / skipped: same result."""
+    animator = micro_animator().eval()
+    g = torch.Generator().manual_seed(1)
+    target = {"image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, "keypoints": torch.zeros(1, 68, 2),
+              "motion": torch.randn(1, 70, 27, generator=g) * 0.1, "camera": frontal_cameras(1, 1)[:, 0]}
+    curves = []
+    for reuse in (False, True):
+        settings = InversionSettings(w_steps=6, w_plus_steps=3, sr_steps=2, deterministic=True, reuse_static_work=reuse)
+        result = invert(animator, target, pixel_loss, settings)
+        curves.append((result.loss_curve, result.identity_w_plus))
+    assert curves[0][0] == curves[1][0]
+    assert torch.equal(curves[0][1], curves[1][1])
+
+
+def test_time_to_avatar_reports_both_runs_with_equal_final_loss():
+    from otavatar.evaluation.time_to_avatar import time_to_avatar
+
+    rows = time_to_avatar(micro_animator().eval(), pixel_loss, InversionSettings(w_steps=3, w_plus_steps=2, sr_steps=1, deterministic=True))
+    assert [row["run"] for row in rows] == ["release-equivalent", "otavatar"]
+    assert rows[0]["final_loss"] == rows[1]["final_loss"] and rows[0]["speed_up"] == 1.0
+    assert all(row["seconds"] > 0 and row["steps"] == 5 for row in rows)

@@ -18,6 +18,7 @@ import torch
 from otavatar.files import atomic_write
 
 CHECKPOINT_FORMAT = "otavatar-train-v1"
+MODEL_FORMAT = "otavatar-model-v1"  # inference only: EMA weights and the model config
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d{9})\.pt$")
 
 
@@ -89,6 +90,21 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"checkpoint {path}: expected format {CHECKPOINT_FORMAT!r}, found {found!r}")
     return state
+
+
+def export_model(checkpoint: Path, out: Path) -> Path:
+    """The EMA generator and controller of a training checkpoint with its model config, for inference
+    (a fraction of the checkpoint's size: no optimiser states, no live weights, no RNG)."""
+    state = load_checkpoint(checkpoint)
+    model = {
+        "format": MODEL_FORMAT,
+        "generator_ema": state["generator_ema"],
+        "controller_ema": state["controller_ema"],
+        "config": {"model": state["config"]["model"]},
+        "source": {"checkpoint": Path(checkpoint).name, "iteration": state["iteration"], "trainer": state["config"].get("trainer")},
+    }
+    atomic_torch_save(model, Path(out))
+    return Path(out)
 
 
 def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
