@@ -3,6 +3,7 @@
     python scripts/invert.py --portrait photo.jpg --out avatar.pt
     python scripts/invert.py --portrait photo.jpg --coeffs photo_coeffs.txt --pti --out avatar.pt
     python scripts/invert.py --dataset datasets/synthetic_128 --video 'synth0038#00' --frame 0 --out avatar.pt
+    python scripts/invert.py                      # the embedded model and its sample portrait
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from otavatar.avatar_file import save_avatar
 from otavatar.cli import add_inversion_arguments, construct, load_model
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
+from otavatar.data.samples import frame_target, sample_videos
 from otavatar.one_shot import portrait_target
 
 
@@ -32,8 +34,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("avatar.pt"))
     add_inversion_arguments(parser)
     args = parser.parse_args()
-    if not args.portrait and not (args.dataset and args.video):
-        parser.error("give --portrait PHOTO, or --dataset DIR --video NAME [--frame K]")
+    if args.dataset and not args.video:
+        parser.error("--dataset needs --video NAME [--frame K]")
 
     started = time.perf_counter()
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
@@ -42,9 +44,12 @@ def main() -> None:
         portrait = portrait_target(args.portrait, model_config, args.coeffs)
         target = portrait.target
         print(f"portrait {args.portrait}: motion from {portrait.motion_source}, camera from {portrait.camera_source}")
-    else:
+    elif args.dataset:
         source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), args.camera_source, image_size=size)
         target = {key: value[None] for key, value in source.frame(args.video, args.frame).items()}
+    else:
+        print("no --portrait or --dataset: inverting the embedded sample (a held-out synthetic head)")
+        target = frame_target(sample_videos(size, driving_frames=1)[0])
     avatar = construct(args, animator, model_config, sha256, target)
     save_avatar(args.out, avatar)
     preview = args.out.with_suffix(".png")

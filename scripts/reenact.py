@@ -3,11 +3,13 @@
     python scripts/reenact.py --avatar avatar.pt --driving talking.mp4 --out out.mp4 --side-by-side
     python scripts/reenact.py --portrait photo.jpg --driving motion.npy --camera orbit --out out.mp4
     python scripts/reenact.py --avatar avatar.pt --dataset DIR --video 'synth0001#00' --out out.mp4 --depth
+    python scripts/reenact.py --side-by-side      # the embedded model, its sample portrait and driver
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from otavatar.avatar_file import load_avatar
 from otavatar.cli import add_inversion_arguments, camera_path, construct, load_model
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
+from otavatar.data.samples import driving_windows, frame_target, sample_videos
 from otavatar.motion import motion_windows, read_coefficients
 from otavatar.one_shot import avatar_animator, portrait_target
 from otavatar.reenactment import driving_video, reenact
@@ -46,17 +49,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     add_inversion_arguments(parser)
     args = parser.parse_args()
-    if bool(args.avatar) == bool(args.portrait):
-        parser.error("give exactly one of --avatar FILE or --portrait PHOTO")
-    if not args.driving and not (args.dataset and args.video):
-        parser.error("give --driving FILE (video or coefficients) or --dataset DIR --video NAME")
+    if args.avatar and args.portrait:
+        parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
+    if args.dataset and not args.video:
+        parser.error("--dataset needs --video NAME")
 
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
     size = model_config["generator"]["img_resolution"]
+    sample = functools.cache(lambda: sample_videos(size))  # rendered only when used
     if args.portrait:
         avatar = construct(args, animator, model_config, sha256, portrait_target(args.portrait, model_config, args.coeffs).target)
-    else:
+    elif args.avatar:
         avatar = load_avatar(args.avatar, sha256)
+    else:
+        print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
+        avatar = construct(args, animator, model_config, sha256, frame_target(sample()[0]))
     animator = avatar_animator(animator, avatar)
     identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
 
@@ -68,6 +75,11 @@ def main() -> None:
         driving_images = driving.images if args.side_by_side else None
     elif args.driving:
         windows = motion_windows(read_coefficients(args.driving))
+    elif not args.dataset:
+        print("no --driving or --dataset: driving with the embedded sample (another synthetic identity)")
+        driver = sample()[1]
+        windows, driving_cameras = driving_windows(driver), driver.cameras
+        driving_images = driver.images * 2 - 1 if args.side_by_side else None
     else:
         source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size)
         data = source.video(args.video)

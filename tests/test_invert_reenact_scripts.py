@@ -64,3 +64,16 @@ def test_errors_say_what_to_do(setup):
     assert result.returncode != 0 and "none.pt: file does not exist" in result.stderr
     result = run("invert.py", "--checkpoint", folder / "missing.pt", "--dataset", dataset, "--video", "synth0001#00")
     assert result.returncode != 0 and "missing.pt: file does not exist" in result.stderr
+
+
+def test_without_inputs_both_scripts_use_the_embedded_sample(setup):
+    folder, checkpoint, _ = setup
+    avatar = folder / "sample_avatar.pt"
+    inverted = run("invert.py", "--checkpoint", checkpoint, "--w-steps", 2, "--w-plus-steps", 1, "--out", avatar)
+    assert inverted.returncode == 0, inverted.stderr[-2000:]
+    assert "embedded sample" in inverted.stdout and avatar.is_file()
+    video = folder / "sample.mp4"
+    reenacted = run("reenact.py", "--checkpoint", checkpoint, "--w-steps", 2, "--w-plus-steps", 1, "--side-by-side", "--out", video)
+    assert reenacted.returncode == 0, reenacted.stderr[-2000:]
+    assert "embedded sample portrait" in reenacted.stdout and "48 frames in" in reenacted.stdout
+    assert next(imageio_ffmpeg.read_frames(str(video)))["size"] == (256, 128)

@@ -21,20 +21,20 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from otavatar.data.synthetic import coefficients, make_video, render_video, sample_identity
+from otavatar.data.samples import SAMPLE_SEED, driving_windows, frame_target, sample_videos
+from otavatar.data.synthetic import render_video
 from otavatar.evaluation.protocols import Avatar, render
 from otavatar.files import atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.metrics.image import psnr
 from otavatar.metrics.suite import MetricSuite
 from otavatar.models.animator import Animator
-from otavatar.motion import motion_from_coeffs, motion_window, motion_windows
 from otavatar.videos import to_uint8_frames, write_video
 
 
 @dataclass
 class DemoSettings:
-    seed: int = 2023
+    seed: int = SAMPLE_SEED
     frames: int = 48
     fps: float = 12.0
     camera_swing: float = 0.35  # yaw amplitude (radians) added to the driver's head pose
@@ -53,17 +53,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     resolution = animator.generator.img_resolution
     device = animator.generator.w_avg.device
-    g = torch.Generator().manual_seed(settings.seed)
-    source_video = make_video(sample_identity(g), 27, resolution, g, extra_view_yaws=())
-    driver_video = make_video(sample_identity(g), settings.frames, resolution, g, extra_view_yaws=())
-
-    target = {
-        "image": source_video.images[:1] * 2 - 1,
-        "keypoints": source_video.keypoints[:1] * (resolution / 512),
-        "motion": motion_window(motion_from_coeffs(coefficients(source_video)), 0)[None],
-        "camera": source_video.cameras[:1],
-    }
-    target = {key: value.to(device) for key, value in target.items()}
+    source_video, driver_video = sample_videos(resolution, settings.frames, settings.seed)
+    target = {key: value.to(device) for key, value in frame_target(source_video).items()}
     log(f"inverting the source portrait ({settings.w_steps} W + {settings.w_plus_steps} W+ steps)")
     inversion_started = time.perf_counter()
     result = invert(animator, target, frame_loss, InversionSettings(w_steps=settings.w_steps, w_plus_steps=settings.w_plus_steps))
@@ -74,7 +65,7 @@ def run_demo(
     angles = driver_video.angles.clone()
     angles[:, 1] += swing
     truth = render_video(source_video.identity, driver_video.expression, angles, driver_video.translation, resolution, extra_view_yaws=())
-    windows = motion_windows(motion_from_coeffs(coefficients(driver_video)))
+    windows = driving_windows(driver_video)
     log(f"driving it with another identity's {settings.frames} frames from a swinging camera")
     render_started = time.perf_counter()
     result_frames = render(animator, avatar, windows, truth.cameras)

@@ -13,28 +13,16 @@ from dataclasses import replace
 import torch
 
 from otavatar.benchmarking import device_name
-from otavatar.data.synthetic import coefficients, make_video, sample_identity
+from otavatar.data.samples import frame_target, sample_videos
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.models.animator import Animator
-from otavatar.motion import motion_from_coeffs, motion_window
-
-
-def synthetic_portrait(resolution: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A synthetic head's frame as an inversion target (image, keypoints, motion, camera), batch 1."""
-    g = torch.Generator().manual_seed(seed)
-    video = make_video(sample_identity(g), 27, resolution, g, extra_view_yaws=())
-    return {
-        "image": video.images[:1] * 2 - 1,
-        "keypoints": video.keypoints[:1] * (resolution / 512),
-        "motion": motion_window(motion_from_coeffs(coefficients(video)), 0)[None],
-        "camera": video.cameras[:1],
-    }
 
 
 def time_to_avatar(animator: Animator, frame_loss: FrameLoss, settings: InversionSettings, seed: int = 0) -> list[dict]:
     """Rows for the release-equivalent and otavatar runs: seconds, seconds per step, final loss, speed-up."""
     device = animator.generator.w_avg.device
-    target = {key: value.to(device) for key, value in synthetic_portrait(animator.generator.img_resolution, seed).items()}
+    source, _ = sample_videos(animator.generator.img_resolution, driving_frames=1, seed=seed)
+    target = {key: value.to(device) for key, value in frame_target(source).items()}
     rows = []
     for name, reuse in (("release-equivalent", False), ("otavatar", True)):
         torch.manual_seed(seed)
