@@ -56,7 +56,7 @@ def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with scripts/reenact.py --portrait."""
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="an otavatar training checkpoint or the release's")
     parser.add_argument("--coeffs", help="the portrait's 3DMM coefficients (257/260/70 values); default: regressed, or neutral")
-    parser.add_argument("--loss", default="offline", help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
+    parser.add_argument("--loss", default="offline_l1", help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
     parser.add_argument("--w-steps", type=int, default=100)
     parser.add_argument("--w-plus-steps", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.01)

@@ -37,12 +37,13 @@ def main() -> None:
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
     parser.add_argument("--w-steps", type=int, default=DemoSettings.w_steps)
     parser.add_argument("--w-plus-steps", type=int, default=DemoSettings.w_plus_steps)
+    parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     animator, _, _ = load_model(args.checkpoint, args.device)
-    frame_loss = AnimationLoss.from_config(load_loss_preset("offline"), use_regularisers=False).to(args.device)
+    frame_loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
     extractors = build_extractors("synthetic", ExtractorPaths(alexnet=args.alexnet, synthetic_regressor=args.synthetic_regressor), args.device, fid=False)
     metrics = run_demo(animator, frame_loss, lambda: MetricSuite(extractors, device=args.device), args.out,
                        DemoSettings(seed=args.seed, frames=args.frames, w_steps=args.w_steps, w_plus_steps=args.w_plus_steps))

@@ -55,7 +55,7 @@ def main() -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     extractors = build_extractors("synthetic", ExtractorPaths(alexnet=args.alexnet, synthetic_regressor=args.synthetic_regressor), args.device, faces=False, fid=False)
-    frame_loss = AnimationLoss.from_config(load_loss_preset("offline"), use_regularisers=False).to(args.device)
+    frame_loss = AnimationLoss.from_config(load_loss_preset(cfg.inversion_loss), use_regularisers=False).to(args.device)
     inversion = InversionSettings(w_steps=cfg.w_steps, w_plus_steps=cfg.w_plus_steps)
 
     rows, labels, training = {}, {}, {}
@@ -80,7 +80,7 @@ def main() -> None:
     header = (
         f"Held-out synthetic identities: {cfg.sources} sources × {cfg.frames} driving frames; every variant trained "
         f"{iterations} iterations from {train_cfg.generator_checkpoint or 'a random generator'} (batch {train_cfg.batch_size}); inversion "
-        f"{cfg.w_steps} W + {cfg.w_plus_steps} W+ steps. X-id: cross-identity (source identity with the next identity's "
+        f"{cfg.w_steps} W + {cfg.w_plus_steps} W+ steps ({cfg.inversion_loss} loss). X-id: cross-identity (source identity with the next identity's "
         "motion); MV: multi-view (self-reenactment seen from the stored extra views). AED/APD: mean |Δ| of the "
         "regressor's 6 expression / 6 pose parameters. Baselines use the first variant's avatars."
     )

@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--arcface", help="CSIM network (arcface_resnet18.pth)")
     parser.add_argument("--deep3dfacerecon", help="AED/APD regressor (epoch_20.pth)")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
-    parser.add_argument("--loss", default="offline", help="inversion loss preset of configs/loss")
+    parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss (release needs VGG19 and ArcFace)")
     parser.add_argument("--w-steps", type=int, default=100)
     parser.add_argument("--w-plus-steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)

@@ -406,3 +406,16 @@ def test_animation_loss_from_the_config_presets(weight_files):
     assert loss.perceptual_raw.num_scales == 2 and loss.perceptual_sr.num_scales == 4
     with pytest.raises(ValueError, match=r"loss config: unknown keys \['locall'\]"):
         AnimationLoss.from_config({"locall": 10})
+
+
+def test_offline_l1_preset_adds_whole_image_l1():
+    from otavatar.config import load_loss_preset
+    from otavatar.losses.animation import AnimationLoss
+
+    loss = AnimationLoss.from_config(load_loss_preset("offline_l1"), use_regularisers=False)
+    g = torch.Generator().manual_seed(0)
+    target = {"image": torch.rand(1, 3, 64, 64, generator=g) * 2 - 1, "keypoints": 16 + 32 * torch.rand(1, 68, 2, generator=g)}
+    output = {"image_raw": torch.rand(1, 3, 64, 64, generator=g) * 2 - 1}
+    _, terms = loss(output, target, super_resolve=False, generator=None)
+    assert set(terms) == {"region_raw", "pixel_raw", "l1_raw"}
+    assert torch.allclose(terms["l1_raw"], 30 * (output["image_raw"] - target["image"]).abs().mean())

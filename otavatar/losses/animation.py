@@ -31,12 +31,15 @@ class LossWeights:
     nothing); ``motion_code`` (the paper's L1 on w_x; the paper gives no weight, the release uses 0).
     ``raw_scales``/``sr_scales``: perceptual scales on the raw and super-resolved images.
     ``vgg19_path``/``arcface_path``: explicit weight files (None: see :mod:`otavatar.assets`).
+    ``pixel_l1``: L1 over the whole image, not a release term: without the perceptual loss (no ImageNet
+    VGG19 offline) the region terms dominate and inversion leaves the rest of the face unfitted.
     """
 
     perceptual: float = 1.0
     style_to_perceptual: float = 250.0
     region: float = 10.0
     pixel: float = 1.0
+    pixel_l1: float = 0.0
     identity: float = 1.0
     tv: float = 1.0
     monotonic: float = 1.0
@@ -111,6 +114,8 @@ class AnimationLoss(nn.Module):
             terms[f"region_{suffix}"] = w.region * self.region(prediction, target, keypoints)
         if w.pixel:
             terms[f"pixel_{suffix}"] = w.pixel * pixel_loss(prediction, target)
+        if w.pixel_l1:
+            terms[f"l1_{suffix}"] = w.pixel_l1 * (prediction - target).abs().mean()
         if w.identity:
             terms[f"identity_{suffix}"] = w.identity * self.identity(prediction, None, keypoints, target_embedding=wanted["identity"])
         return terms
