@@ -202,18 +202,22 @@ def _torch_load(path: Path) -> Any:
 
 
 def read_generator_state(path: str | Path) -> dict:
-    """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth``, or a bare state dict."""
+    """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth`` (with the architecture when it
+    records its model preset under ``'model'``, as scripts/pretrain_generator.py does), or a bare state dict."""
     path = Path(path)
     if path.suffix == ".pkl":
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path}: file does not exist")
         return read_eg3d_pickle(path)
     data = _torch_load(path)
+    init_kwargs = None
     if isinstance(data, Mapping) and "G_ema" in data:
+        model = data.get("model")
+        init_kwargs = dict(model["generator"]) if isinstance(model, Mapping) and "generator" in model else None
         data = data["G_ema"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: expected a generator state dict or {{'G_ema': state_dict}}, found {type(data).__name__}")
-    return {"state_dict": dict(data), "init_kwargs": None, "rendering_kwargs": None, "neural_rendering_resolution": None}
+    return {"state_dict": dict(data), "init_kwargs": init_kwargs, "rendering_kwargs": None, "neural_rendering_resolution": None}
 
 
 def load_generator(path: str | Path, generator_kwargs: Mapping[str, Any] | None = None) -> TriPlaneGenerator:
