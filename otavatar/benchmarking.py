@@ -55,7 +55,8 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so wall time covers it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -141,10 +142,10 @@ def benchmark_animation_path(
         start_warmup = time.perf_counter()
         with speed_mode(model, resolved, torch_device):
             for index in range(warmup + runs):
-                _synchronize(torch_device)
+                synchronize(torch_device)
                 start = time.perf_counter()
                 synthesis(ws, camera, noise_mode="const")
-                _synchronize(torch_device)
+                synchronize(torch_device)
                 if index == warmup - 1:
                     warmup_seconds = time.perf_counter() - start_warmup
                 if index >= warmup:

@@ -13,7 +13,7 @@ from otavatar.inversion import FrameLoss, InversionSettings
 from otavatar.metrics.suite import Extractors, MetricSuite
 from otavatar.models.animator import Animator
 
-PROTOCOLS = {"synthetic_cross_id": "cross-identity", "synthetic_multiview": "multi-view"}
+PROTOCOLS = ("synthetic_cross_id", "synthetic_multiview")  # the X-id and MV columns
 COLUMNS = ("psnr", "ssim", "lpips", "aed", "apd")
 
 

@@ -49,20 +49,13 @@ class Episode:
     source_camera: torch.Tensor
 
 
-def synthetic_ground_truth(
-    source: FrameSource, source_video: str, driving_video: str, frames: int, yaw_offsets: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The source identity rendered with the driver's expression and pose: ``(N, 3, H, W)`` in [−1, 1], cameras ``(N, 25)``.
-
-    ``yaw_offsets (N,)`` turn the head further (a moving camera); the cameras include them.
-    """
+def synthetic_ground_truth(source: FrameSource, source_video: str, driving_video: str, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source identity rendered with the driver's expression and pose: ``(N, 3, H, W)`` in [−1, 1], cameras ``(N, 25)``."""
     database = source.database
     identity = torch.from_numpy(database.array(source_video, "identity_params"))
     coefficients = torch.from_numpy(database.array(driving_video, "coeff_3dmm"))[:frames]
     expression = torch.from_numpy(database.array(driving_video, "expression_params")).view(-1, 6)[:frames]
-    angles = coefficients[:, ANGLES].clone()
-    if yaw_offsets is not None:
-        angles[:, 1] += yaw_offsets  # the synthetic heads' angles are (pitch, yaw, roll)
+    angles = coefficients[:, ANGLES]
     resolution = source.image_size or database.resolution
     video = render_video(identity, expression, angles, coefficients[:, TRANSLATION], resolution, extra_view_yaws=())
     return video.images * 2 - 1, video.cameras

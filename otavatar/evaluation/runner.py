@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from otavatar.benchmarking import device_name
+from otavatar.benchmarking import device_name, synchronize
 from otavatar.data.datasets import FrameSource
 from otavatar.evaluation.protocols import BASELINES, Episode, baseline_inputs, episodes, invert_source, render
 from otavatar.inversion import FrameLoss, InversionSettings
-from otavatar.metrics.faces import to_uint8_images
 from otavatar.metrics.suite import MetricSuite
 from otavatar.models.animator import Animator
 from otavatar.reenactment import reenact
+from otavatar.videos import to_uint8_frames
 
 
 @dataclass
@@ -41,7 +41,7 @@ def save_frames(frames: torch.Tensor, folder: Path) -> None:
     """``(N, 3, H, W)`` in [−1, 1] → ``folder/00000.png`` …, written to a temporary folder first."""
     partial = folder.with_name(folder.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    for index, frame in enumerate(to_uint8_images(frames)):
+    for index, frame in enumerate(to_uint8_frames(frames)):
         Image.fromarray(frame).save(partial / f"{index:05d}.png")
     if folder.exists():
         for old in folder.iterdir():
@@ -130,12 +130,10 @@ def animation_fps(animator: Animator, source: FrameSource, video: str, frames: i
 
     for i in range(warmup):
         frame(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     started = time.perf_counter()
     for i in range(warmup, warmup + frames):
         frame(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - started
     return {"fps": frames / seconds, "seconds_per_frame": seconds / frames, "frames": frames, "device": device_name(device)}

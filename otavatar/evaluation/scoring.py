@@ -14,7 +14,7 @@ from otavatar.metrics.faces import FaceLandmarks
 from otavatar.metrics.fid import load_fid_inception
 from otavatar.metrics.identity import ArcFaceEmbedder, DlibEmbedder
 from otavatar.metrics.motion import Deep3DMotionReader, SyntheticMotionReader
-from otavatar.metrics.suite import Extractors, MetricSuite, try_load
+from otavatar.metrics.suite import Extractors, try_load
 from otavatar.preprocess.coefficients import CoefficientRegressor, load_reconnet
 
 MOTION_READERS = ("deep3d", "synthetic")
@@ -65,8 +65,3 @@ def build_extractors(motion: str, paths: ExtractorPaths = ExtractorPaths(), devi
         missing["aed"] = "n/a (Deep3DFaceRecon needs the face metrics' landmarks)"
     extractors.missing = {name: reason for name, reason in missing.items() if reason is not None}
     return extractors
-
-
-def metric_suite(motion: str, paths: ExtractorPaths = ExtractorPaths(), device: torch.device | str = "cpu", reduction: str = "mean", faces: bool = True, fid: bool = True) -> MetricSuite:
-    """A :class:`MetricSuite` over :func:`build_extractors`."""
-    return MetricSuite(build_extractors(motion, paths, device, faces, fid), reduction, device)

@@ -54,11 +54,6 @@ class SyntheticMotionRegressor(nn.Module):
         return self.normalised(images) * self.std + self.mean
 
 
-def split_outputs(values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``(B, 12)`` → ``expression (B, 6)``, ``pose (B, 6)`` (angles and translation)."""
-    return {"expression": values[:, :6], "pose": values[:, 6:]}
-
-
 def video_targets(database: VideoLmdb, video: str) -> torch.Tensor:
     """Known parameters of a synthetic video's frames, ``(N, 12)``."""
     coefficients = torch.from_numpy(database.array(video, "coeff_3dmm"))

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import torch
 
-from otavatar.benchmarking import device_name
+from otavatar.benchmarking import device_name, synchronize
 from otavatar.data.samples import frame_target, sample_videos
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.models.animator import Animator
@@ -28,8 +28,7 @@ def time_to_avatar(animator: Animator, frame_loss: FrameLoss, settings: Inversio
         torch.manual_seed(seed)
         started = time.perf_counter()
         result = invert(animator, target, frame_loss, replace(settings, reuse_static_work=reuse))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - started
         steps = settings.w_steps + settings.w_plus_steps
         rows.append({"run": name, "seconds": seconds, "seconds_per_step": seconds / steps, "steps": steps,

@@ -6,17 +6,11 @@ without a detected face get NaN landmarks: metrics skip them and report how many
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from otavatar.preprocess.detection import FaceDetector
 from otavatar.preprocess.landmarks import LandmarkPredictor
-
-
-def to_uint8_images(images: torch.Tensor) -> list[np.ndarray]:
-    """``(B, 3, H, W)`` in [−1, 1] → uint8 ``(H, W, 3)`` arrays."""
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
+from otavatar.videos import to_uint8_frames
 
 
 class FaceLandmarks:
@@ -29,7 +23,7 @@ class FaceLandmarks:
         self.name = f"{FaceDetector.name} + {LandmarkPredictor.name}"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        frames = to_uint8_images(images)
+        frames = to_uint8_frames(images)
         if self.detector is None:
             # Built on first use: the crops are small, so search down to a fifth of the frame.
             self.detector = FaceDetector(min_face_size=max(12, int(self.min_face_fraction * min(frames[0].shape[:2]))))

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from otavatar.losses.identity import ResNetArcFace, arcface_embedding
-from otavatar.metrics.faces import to_uint8_images
 from otavatar.preprocess.landmarks import face_recognition_models_dir
+from otavatar.videos import to_uint8_frames
 
 DLIB_DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -51,7 +51,7 @@ class DlibEmbedder:
     def __call__(self, images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         dlib = self._dlib
         embeddings = []
-        for frame, points in zip(to_uint8_images(images), landmarks.numpy()):
+        for frame, points in zip(to_uint8_frames(images), landmarks.numpy()):
             x0, y0 = np.floor(points.min(0)).astype(int)
             x1, y1 = np.ceil(points.max(0)).astype(int)
             shape = dlib.full_object_detection(dlib.rectangle(int(x0), int(y0), int(x1), int(y1)), [dlib.point(int(round(x)), int(round(y))) for x, y in points])

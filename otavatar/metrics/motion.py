@@ -17,7 +17,7 @@ from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from otavatar.motion import ANGLES, EXPRESSION, TRANSLATION
 from otavatar.preprocess.coefficients import CoefficientRegressor
 from otavatar.preprocess.landmarks import five_from_68
-from otavatar.metrics.faces import to_uint8_images
+from otavatar.videos import to_uint8_frames
 
 AKD_RESOLUTION = 512
 REDUCTIONS = ("mean", "sum")
@@ -34,7 +34,7 @@ class Deep3DMotionReader:
 
     def __call__(self, images: torch.Tensor, landmarks: torch.Tensor | None) -> dict[str, torch.Tensor]:
         points = five_from_68(landmarks.numpy())
-        coefficients, _ = self.regressor(to_uint8_images(images), points)
+        coefficients, _ = self.regressor(to_uint8_frames(images), points)
         coefficients = torch.from_numpy(coefficients)
         return {"expression": coefficients[:, EXPRESSION], "angles": coefficients[:, ANGLES], "translation": coefficients[:, TRANSLATION]}
 
