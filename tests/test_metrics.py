@@ -143,3 +143,22 @@ def test_suite_scores_faces_and_reports_missing_extractors(tmp_path):
     description = suite.description()
     assert "mean |Δ| over the expression coefficients" in description["definitions"]["aed"]
     assert "dlib" in description["extractors"]["csim_dlib"]
+
+
+def test_suites_scoring_one_episode_share_the_reference_features(tmp_path):
+    regressor = tmp_path / "regressor.pt"
+    torch.save({"state_dict": SyntheticMotionRegressor().state_dict()}, regressor)
+    extractors = build_extractors("synthetic", ExtractorPaths(alexnet=str(tmp_path / "none.pth"), synthetic_regressor=regressor), fid=False)
+    calls = []
+    landmarks = extractors.landmarks
+    extractors.landmarks = lambda images: calls.append(len(images)) or landmarks(images)
+    face = astronaut(128)
+    reference = torch.cat([face, face.flip(-1)])
+    methods = [reference.flip(-1), (reference + 0.1 * torch.randn_like(reference)).clamp(-1, 1)]
+    alone = [MetricSuite(extractors).frame_values(frames, face, reference, True) for frames in methods]
+    calls.clear()
+    shared: dict = {}
+    together = [MetricSuite(extractors).frame_values(frames, face, reference, True, shared) for frames in methods]
+    assert calls == [1, 2, 2, 2]  # the portrait and the reference once, each method's frames once
+    for a, b in zip(alone, together):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -83,12 +83,13 @@ def run_demo(
 
     source_image = target["image"].cpu()
     scored = suites()
+    shared: dict = {}  # the ground truth's features, computed once for the three scorings
     metrics = {
         "protocol": "demo: one held-out synthetic identity, cross-identity driving, swinging camera",
         "frames": settings.frames,
-        "otavatar": scored.score_video(result_frames, source_image, ground_truth, ground_truth=True),
-        "static_baseline": suites().score_video(static, source_image, ground_truth, ground_truth=True),
-        "still_baseline": suites().score_video(still, source_image, ground_truth, ground_truth=True),
+        "otavatar": scored.score_video(result_frames, source_image, ground_truth, True, shared),
+        "static_baseline": suites().score_video(static, source_image, ground_truth, True, shared),
+        "still_baseline": suites().score_video(still, source_image, ground_truth, True, shared),
         "reconstruction_psnr": psnr(result.reconstruction.cpu(), source_image).item(),
         "seconds": {"inversion": avatar.seconds, "reenactment": render_seconds, "total": None},
         **scored.description(),

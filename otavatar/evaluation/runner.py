@@ -108,8 +108,9 @@ def run_evaluation(
                 predictions[baseline] = render(animator, avatar, *baseline_inputs(baseline, avatar, episode.windows, episode.cameras, episode.source_camera))
             if renders_out is not None:
                 save_frames(predictions["otavatar"], renders_out / episode_folder(episode.name))
+        shared: dict = {}  # the suites share their extractors: the reference's features are computed once
         for method, frames in predictions.items():
-            per_video[method][episode.name] = suites[method].score_video(frames, portrait, reference, ground_truth)
+            per_video[method][episode.name] = suites[method].score_video(frames, portrait, reference, ground_truth, shared)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in per_video["otavatar"][episode.name].items() if isinstance(v, float))
         log(f"[{index + 1}] {episode.name}: {shown} ({time.perf_counter() - started:.1f} s)")
     return per_video

@@ -84,9 +84,24 @@ class MetricSuite:
         for start in range(0, len(tensors[0]), self.batch_size):
             yield [tensor[start : start + self.batch_size] for tensor in tensors]
 
+    @staticmethod
+    def _shared(shared: dict | None, key: tuple, compute: Callable[[], object]) -> object:
+        """``compute()`` once per ``key`` when suites share ``shared``; every time otherwise."""
+        if shared is None:
+            return compute()
+        if key not in shared:
+            shared[key] = compute()
+        return shared[key]
+
     @torch.no_grad()
-    def frame_values(self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool) -> dict[str, torch.Tensor]:
-        """Per-frame values ``(N,)`` (NaN where skipped) of ``prediction (N, 3, H, W)`` against ``reference``; ``source (1, 3, H, W)``."""
+    def frame_values(
+        self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool, shared: dict | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Per-frame values ``(N,)`` (NaN where skipped) of ``prediction (N, 3, H, W)`` against ``reference``; ``source (1, 3, H, W)``.
+
+        ``shared``: one dict passed by every suite (with the same extractors) that scores the same
+        episode, so the portrait's and the reference frames' features are computed once.
+        """
         ex = self.extractors
         values: dict[str, list[torch.Tensor]] = {}
 
@@ -94,11 +109,8 @@ class MetricSuite:
             values.setdefault(name, []).append(value.detach().float().cpu().reshape(-1))
 
         needs_landmarks = ex.landmarks is not None
-        source_landmarks = ex.landmarks(source) if needs_landmarks else None
-        source_embedding = None
-        if ex.identity is not None and source_landmarks is not None and torch.isfinite(source_landmarks).all():
-            source_embedding = ex.identity(source, source_landmarks)
-        for predicted, real in self._batches(prediction, reference):
+        source_embedding = self._shared(shared, ("source_embedding",), lambda: self._source_embedding(source))
+        for start, (predicted, real) in zip(range(0, len(prediction), self.batch_size), self._batches(prediction, reference)):
             if ground_truth:
                 add("psnr", psnr(predicted, real))
                 add("ssim", ssim(predicted, real))
@@ -106,9 +118,9 @@ class MetricSuite:
                     add("lpips", ex.lpips(predicted.to(self.device), real.to(self.device)))
             if ex.fid is not None:
                 self.generated.update(ex.fid(predicted.to(self.device)))
-                self.real.update(ex.fid(real.to(self.device)))
+                self.real.update(self._shared(shared, ("inception", start), lambda: ex.fid(real.to(self.device))))
             predicted_landmarks = ex.landmarks(predicted) if needs_landmarks else None
-            real_landmarks = ex.landmarks(real) if needs_landmarks else None
+            real_landmarks = self._shared(shared, ("landmarks", start), lambda: ex.landmarks(real)) if needs_landmarks else None
             if predicted_landmarks is not None:
                 add("akd", keypoint_distance(predicted_landmarks, real_landmarks, prediction.shape[-1]))
             if ex.identity is not None and predicted_landmarks is not None:
@@ -118,27 +130,41 @@ class MetricSuite:
                     similarity[found] = cosine_similarity(source_embedding, ex.identity(predicted[found], predicted_landmarks[found]))
                 add(self.identity_metric, similarity)
             if ex.motion is not None:
-                add_motion = self._motion(predicted, real, predicted_landmarks, real_landmarks)
-                for name, value in add_motion.items():
+                for name, value in self._motion(predicted, real, predicted_landmarks, real_landmarks, shared, start).items():
                     add(name, value)
         return {name: torch.cat(parts) for name, parts in values.items()}
 
-    def _motion(self, predicted, real, predicted_landmarks, real_landmarks) -> dict[str, torch.Tensor]:
+    def _source_embedding(self, source: torch.Tensor) -> torch.Tensor | None:
+        ex = self.extractors
+        if ex.landmarks is None or ex.identity is None:
+            return None
+        source_landmarks = ex.landmarks(source)
+        return ex.identity(source, source_landmarks) if torch.isfinite(source_landmarks).all() else None
+
+    def _motion(self, predicted, real, predicted_landmarks, real_landmarks, shared: dict | None, start: int) -> dict[str, torch.Tensor]:
         reader = self.extractors.motion
         if not reader.needs_landmarks:
-            return motion_distances(reader(predicted), reader(real), self.reduction)
-        found = torch.isfinite(predicted_landmarks).flatten(1).all(1) & torch.isfinite(real_landmarks).flatten(1).all(1)
+            return motion_distances(reader(predicted), self._shared(shared, ("motion", start), lambda: reader(real)), self.reduction)
+        real_found = torch.isfinite(real_landmarks).flatten(1).all(1)
+        # The reference is read on every frame with a face; each method then uses the frames where it has one too.
+        real_values = self._shared(
+            shared, ("motion", start), lambda: reader(real[real_found], real_landmarks[real_found]) if real_found.any() else None
+        )
+        found = torch.isfinite(predicted_landmarks).flatten(1).all(1) & real_found
         result = {name: torch.full((len(predicted),), math.nan) for name in ("aed", "apd", "apd_angles")}
         if found.any():
-            distances = motion_distances(reader(predicted[found], predicted_landmarks[found]), reader(real[found], real_landmarks[found]), self.reduction)
+            wanted = {name: value[found[real_found]] for name, value in real_values.items()}
+            distances = motion_distances(reader(predicted[found], predicted_landmarks[found]), wanted, self.reduction)
             for name, value in distances.items():
                 result[name][found] = value
         return result
 
-    def score_video(self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool) -> dict[str, float | str]:
-        """Per-video means (skipped frames excluded) and adds the frames to the overall values."""
+    def score_video(
+        self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool, shared: dict | None = None
+    ) -> dict[str, float | str]:
+        """Per-video means (skipped frames excluded) and adds the frames to the overall values (``shared``: see :meth:`frame_values`)."""
         self.has_ground_truth |= ground_truth
-        frame_values = self.frame_values(prediction, source, reference, ground_truth)
+        frame_values = self.frame_values(prediction, source, reference, ground_truth, shared)
         result: dict[str, float | str] = {}
         for name in self.metrics():
             if name == "fid":
