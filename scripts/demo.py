@@ -50,7 +50,8 @@ def main() -> None:
     ours, static, still = metrics["otavatar"], metrics["static_baseline"], metrics["still_baseline"]
     print(
         f"demo: cross-identity PSNR {_figure(ours['psnr'], ' dB')} vs ground truth (baselines: static {_figure(static['psnr'], ' dB')}, "
-        f"still {_figure(still['psnr'], ' dB')}), LPIPS {_figure(ours['lpips'])}; "
+        f"still {_figure(still['psnr'], ' dB')}, ground-truth static {_figure(metrics['ground_truth_static']['psnr'], ' dB')}), "
+        f"LPIPS {_figure(ours['lpips'])}; "
         f"{args.out}/demo.mp4, contact_sheet.png, metrics.json in {metrics['seconds']['total']:.0f} s"
     )
 

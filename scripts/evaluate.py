@@ -21,7 +21,7 @@ from otavatar.cli import DEFAULT_CHECKPOINT, load_model
 from otavatar.config import load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
-from otavatar.evaluation.protocols import BASELINES, PROTOCOLS
+from otavatar.evaluation.protocols import BASELINES, PROTOCOLS, SYNTHETIC_ONLY_BASELINES
 from otavatar.evaluation.report import write_results
 from otavatar.evaluation.runner import EvaluationSettings, animation_fps, run_evaluation
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: results/<protocol>")
     parser.add_argument("--renders", type=Path, help="score frames rendered elsewhere: RENDERS/<episode>/00000.png …")
     parser.add_argument("--save-renders", action="store_true", help="also write OUT/renders/<episode>/*.png")
-    parser.add_argument("--baselines", default="static,still", help="comma-separated baselines to render too (static, still; '' for none)")
+    parser.add_argument("--baselines", default=None,
+                        help="comma-separated baselines to score too (static, still, ground_truth_static; '' for none); "
+                             "default: static,still, plus ground_truth_static on synthetic_* protocols")
     parser.add_argument("--fps", action="store_true", help="add Table 2: frames per second of the animation path")
     parser.add_argument("--motion-reader", default="auto", choices=["auto", "deep3d", "synthetic"],
                         help="AED/APD extractor (auto: synthetic for synthetic_* protocols, else Deep3DFaceRecon)")
@@ -78,10 +80,13 @@ def main() -> None:
     motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
     paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
     extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
-    baselines = () if args.renders else tuple(name for name in args.baselines.split(",") if name)
+    requested = args.baselines if args.baselines is not None else "static,still" + (",ground_truth_static" if synthetic else "")
+    baselines = () if args.renders else tuple(name for name in requested.split(",") if name)
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         parser.error(f"--baselines: unknown {sorted(unknown)}; choose from {sorted(BASELINES)}")
+    if not synthetic and set(baselines) & set(SYNTHETIC_ONLY_BASELINES):
+        parser.error(f"--baselines: {sorted(SYNTHETIC_ONLY_BASELINES)} need a synthetic_* protocol (they render the true head)")
     methods = ["otavatar", *baselines]
     suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in methods}
 

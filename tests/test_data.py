@@ -62,7 +62,10 @@ def test_synthetic_generation_is_deterministic_per_seed():
     a, b, c = render(5), render(5), render(6)
     assert torch.equal(a.images, b.images) and torch.equal(a.keypoints, b.keypoints)
     assert not torch.equal(a.images, c.images)
-    assert a.view_images.shape == (2, 3, 3, 64, 64)
+    assert a.view_images.shape == (2, 3, 3, 64, 64) and a.view_keypoints.shape == (2, 3, 68, 2)
+    # A view with no extra yaw would see the landmarks where the main camera does.
+    same = synthetic.render_video(a.identity, a.expression, a.angles, a.translation, 64, extra_view_yaws=(0.0,))
+    assert torch.allclose(same.view_keypoints[0], same.keypoints)
 
 
 def test_landmarks_fall_on_the_rendered_mouth_and_eyes():

@@ -37,10 +37,12 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
                           "--synthetic-regressor", str(regressor), "--update-readme"], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "results" / "results.json").read_text())
-    assert list(results["rows"]) == ["decoupling", "static", "still", "joint"]
+    assert list(results["rows"]) == ["decoupling", "static", "still", "ground_truth_static", "joint"]
     for row in results["rows"].values():
         assert set(row) == {"synthetic_cross_id", "synthetic_multiview"}
         assert isinstance(row["synthetic_cross_id"]["psnr"], float) and isinstance(row["synthetic_multiview"]["aed"], float)
+    for protocol in ("synthetic_cross_id", "synthetic_multiview"):  # the true head beats a one-iteration micro model
+        assert results["rows"]["ground_truth_static"][protocol]["psnr"] > results["rows"]["decoupling"][protocol]["psnr"] + 5
     assert (tmp_path / "runs" / "joint" / "checkpoint_000000001.pt").is_file()
     readme = (tmp_path / "README.md").read_text()
     assert "old" not in readme and "| joint (3) |" in readme and readme.startswith("intro\n") and readme.endswith("rest\n")

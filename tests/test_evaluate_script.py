@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from otavatar.data.datasets import FrameSource
+from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.evaluation.protocols import episodes
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from tests.helpers import micro_checkpoint
 
@@ -64,9 +67,24 @@ def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(
     assert again["otavatar"]["psnr"] == pytest.approx(overall["psnr"], abs=0.1)  # 8-bit PNGs vs float frames
 
 
+def test_ground_truth_static_is_the_true_head_with_the_source_expression(setup):
+    _, _, dataset, _ = setup
+    source = FrameSource(VideoLmdb(dataset, 128), "ground_truth", image_size=128)
+    for episode in episodes(source, "synthetic_multiview", frames=4):
+        # Frame 0 is the source's own expression: the static truth is the stored view (8-bit PNG).
+        assert (episode.static_target[0] - episode.target[0]).abs().max() < 1.5 / 127.5
+        assert episode.static_target.shape == episode.target.shape == (4, 3, 128, 128)
+    for episode in episodes(source, "synthetic_cross_id", frames=4):
+        # Same head from the same cameras, only the expression differs (the driver's vs the source's).
+        moved = (episode.static_target - episode.target).abs().amax(1) > 0.1
+        assert 0 < moved.float().mean() < 0.05
+
+
 def test_bad_inputs_are_named(setup):
     folder, checkpoint, dataset, regressor = setup
     missing = evaluate("--checkpoint", checkpoint, "--dataset", folder / "nowhere")
     assert missing.returncode != 0 and "nowhere: no such folder" in missing.stderr
     renders = evaluate("--dataset", dataset, "--renders", folder / "empty_renders", "--synthetic-regressor", regressor, "--no-fid")
     assert renders.returncode != 0 and "PNG frames, the episode needs 4" in renders.stderr
+    real = evaluate("--checkpoint", checkpoint, "--dataset", dataset, "--protocol", "self", "--baselines", "ground_truth_static", "--no-fid")
+    assert real.returncode != 0 and "need a synthetic_* protocol" in real.stderr

@@ -4,7 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
@@ -20,6 +22,30 @@ def test_heads_are_seen_from_three_cameras():
     assert batch["cameras"].shape == (2, 3, 25)
     assert not torch.allclose(batch["images"][:, 0], batch["images"][:, 1])  # other yaw, other picture
     assert batch["images"].min() >= -1 and batch["images"].max() <= 1
+    # Each view's landmarks: the mouth sits below the eyes, and another yaw moves them sideways.
+    keypoints = batch["keypoints"]
+    assert keypoints.shape == (2, 3, 68, 2)
+    assert (keypoints[..., 48:68, 1].mean(-1) > keypoints[..., 36:48, 1].mean(-1)).all()
+    assert (keypoints[:, 1, 30, 0] - keypoints[:, 0, 30, 0]).abs().min() > 20
+
+
+def test_region_term_weights_only_the_eye_and_mouth_boxes():
+    batch = sample_heads(1, 64, torch.Generator().manual_seed(2))
+    target = batch["images"]
+    output = {"image": target.reshape(-1, 3, 64, 64).clone(), "image_raw": F.interpolate(target.reshape(-1, 3, 64, 64), size=16, mode="area")}
+    assert reconstruction_loss(output, target, 1.0, batch["keypoints"], 5.0)[0].item() == 0
+    corner = output["image"].clone()
+    corner[..., :4, :4] += 0.5  # background: outside every box
+    plain, _ = reconstruction_loss({**output, "image": corner}, target, 1.0)
+    weighted, terms = reconstruction_loss({**output, "image": corner}, target, 1.0, batch["keypoints"], 5.0)
+    assert terms["l1_regions"] == 0 and weighted.item() == plain.item() > 0
+    mouth = output["image"].clone()
+    centre = (batch["keypoints"][0, :, 48:68].mean(1) * 64 / 512).round().long()
+    for view, (x, y) in enumerate(centre.tolist()):
+        mouth[view, :, y - 1 : y + 2, x - 2 : x + 3] += 0.5
+    plain, _ = reconstruction_loss({**output, "image": mouth}, target, 1.0)
+    weighted, terms = reconstruction_loss({**output, "image": mouth}, target, 1.0, batch["keypoints"], 5.0)
+    assert terms["l1_regions"] > 0 and weighted.item() == pytest.approx(plain.item() + 5.0 * terms["l1_regions"])
 
 
 def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
@@ -66,3 +92,22 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     # A second run resumes from the run's last checkpoint instead of starting over.
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides, "iterations=3"], capture_output=True, text=True)
     assert again.returncode == 0 and "resumed from" in again.stdout and "iteration 3: loss" in again.stdout
+    # A new run can continue from that output with another recipe (here: the region term on).
+    stage_two = [*overrides, "iterations=1", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}", "region_weight=2.0"]
+    second = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"started from {out}" in second.stdout and "l1_regions" in second.stdout
+    first_state, second_state = torch.load(out, weights_only=True), torch.load(tmp_path / "stage2.pt", weights_only=True)
+    assert set(second_state["embedding"]) == set(first_state["embedding"])
+    missing = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two, f"run_dir={tmp_path / 'run3'}", f"init_generator={tmp_path / 'nope.pt'}"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "nope.pt does not exist" in missing.stderr
+
+
+def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():
+    torch.manual_seed(0)
+    source = build_generator(micro_config().generator)
+    trainer = GeneratorPretrainer(build_generator(micro_config().generator), PretrainSettings(batch_size=1))
+    fresh = {key: value.clone() for key, value in trainer.embedding.state_dict().items()}
+    trainer.initialise_from({"G_ema": source.state_dict()})
+    assert all(torch.equal(a, b) for a, b in zip(trainer.generator.state_dict().values(), source.state_dict().values()))
+    assert all(torch.equal(trainer.embedding.state_dict()[key], value) for key, value in fresh.items())

@@ -306,6 +306,7 @@ class SyntheticVideo:
     keypoints: torch.Tensor  # (F, 68, 2) in 512-pixel coordinates
     view_cameras: torch.Tensor  # (V, F, 25)
     view_images: torch.Tensor  # (V, F, 3, R, R)
+    view_keypoints: torch.Tensor  # (V, F, 68, 2) in 512-pixel coordinates
 
 
 EXTRA_VIEW_YAWS = (-0.45, 0.45)
@@ -327,7 +328,8 @@ def render_video(identity: torch.Tensor, expression: torch.Tensor, angles: torch
     keypoints = project_points(head.landmarks, cameras)
     view_cameras = torch.stack([head_pose_camera(angles + torch.tensor([0.0, yaw, 0.0]), translation, TRACKER_FOCAL) for yaw in extra_view_yaws]) if extra_view_yaws else torch.zeros(0, *cameras.shape)
     view_images = torch.stack([render_heads(head, c, resolution)[0] for c in view_cameras]) if extra_view_yaws else torch.zeros(0, *images.shape)
-    return SyntheticVideo(identity, expression, angles, translation, cameras, images, labels, keypoints, view_cameras, view_images)
+    view_keypoints = torch.stack([project_points(head.landmarks, c) for c in view_cameras]) if extra_view_yaws else torch.zeros(0, *keypoints.shape)
+    return SyntheticVideo(identity, expression, angles, translation, cameras, images, labels, keypoints, view_cameras, view_images, view_keypoints)
 
 
 def coefficients(video: SyntheticVideo) -> torch.Tensor:

@@ -5,7 +5,8 @@ saw it) is inverted from one frame; another identity's talking sequence drives i
 swings around the head. The synthetic renderer draws the source identity with the driver's
 expression and pose from the same cameras, so the result is scored against exact ground truth. Two
 baselines show what the driving motion adds: ``static`` (the avatar with its own motion x, the same
-cameras) and ``still`` (its own motion and head pose, only the camera swing).
+cameras) and ``still`` (its own motion and head pose, only the camera swing); ``ground_truth_static``
+(the true head with the source's expression, the same cameras) bounds what any static render can score.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from otavatar.data.samples import SAMPLE_SEED, driving_windows, frame_target, sample_videos
-from otavatar.data.synthetic import render_video
+from otavatar.data.synthetic import HeadModel, render_heads, render_video
 from otavatar.evaluation.protocols import Avatar, render
 from otavatar.files import atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings, invert
@@ -80,6 +81,7 @@ def run_demo(
     ).cameras
     still = render(animator, avatar, own_motion, still_cameras)
     ground_truth = truth.images * 2 - 1
+    static_truth = render_heads(HeadModel(source_video.identity, source_video.expression[:1].expand(settings.frames, -1)), truth.cameras, resolution)[0] * 2 - 1
 
     source_image = target["image"].cpu()
     scored = suites()
@@ -90,6 +92,7 @@ def run_demo(
         "otavatar": scored.score_video(result_frames, source_image, ground_truth, True, shared),
         "static_baseline": suites().score_video(static, source_image, ground_truth, True, shared),
         "still_baseline": suites().score_video(still, source_image, ground_truth, True, shared),
+        "ground_truth_static": suites().score_video(static_truth, source_image, ground_truth, True, shared),
         "reconstruction_psnr": psnr(result.reconstruction.cpu(), source_image).item(),
         "seconds": {"inversion": avatar.seconds, "reenactment": render_seconds, "total": None},
         **scored.description(),

@@ -14,7 +14,10 @@
 Every episode inverts its source frame (:func:`otavatar.inversion.invert`), then renders the avatar
 with the driving motion. Two baselines render the same avatar without it: ``static`` keeps the
 source's own motion x but follows the episode's cameras (so it isolates what the controller adds),
-``still`` keeps the source's motion and camera (the portrait, unmoving).
+``still`` keeps the source's motion and camera (the portrait, unmoving). On synthetic protocols a
+third, ``ground_truth_static``, is the renderer's own head with the source's expression from the
+episode's cameras: the best any static method can score, so its gap to the ground truth is all the
+PSNR that transferring the expression can add.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Iterator
 import torch
 
 from otavatar.data.datasets import FrameSource
-from otavatar.data.synthetic import render_video
+from otavatar.data.synthetic import HeadModel, render_heads, render_video
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.models.animator import Animator
 from otavatar.motion import ANGLES, TRANSLATION
@@ -37,8 +40,9 @@ PROTOCOLS = ("self", "cross_id", "multiview", "synthetic_cross_id", "synthetic_m
 @dataclass
 class Episode:
     """One reenactment: ``name``, source video (frame 0 is the portrait), driving motion windows x
-    ``(N, 70, 27)``, cameras p ``(N, 25)``, ground truth ``(N, 3, H, W)`` in [−1, 1] or None, and the
-    portrait's own camera ``(25,)`` (for the still baseline)."""
+    ``(N, 70, 27)``, cameras p ``(N, 25)``, ground truth ``(N, 3, H, W)`` in [−1, 1] or None, the
+    portrait's own camera ``(25,)`` (for the still baseline) and, on synthetic protocols, the true
+    head with the source's expression from the same cameras (``ground_truth_static``)."""
 
     name: str
     source_video: str
@@ -47,6 +51,7 @@ class Episode:
     cameras: torch.Tensor
     target: torch.Tensor | None
     source_camera: torch.Tensor
+    static_target: torch.Tensor | None = None
 
 
 def synthetic_ground_truth(source: FrameSource, source_video: str, driving_video: str, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +64,15 @@ def synthetic_ground_truth(source: FrameSource, source_video: str, driving_video
     resolution = source.image_size or database.resolution
     video = render_video(identity, expression, angles, coefficients[:, TRANSLATION], resolution, extra_view_yaws=())
     return video.images * 2 - 1, video.cameras
+
+
+def synthetic_static_truth(source: FrameSource, source_video: str, cameras: torch.Tensor) -> torch.Tensor:
+    """The source identity with its frame-0 expression, seen from ``cameras (N, 25)``: ``(N, 3, H, W)`` in [−1, 1]."""
+    database = source.database
+    identity = torch.from_numpy(database.array(source_video, "identity_params"))
+    expression = torch.from_numpy(database.array(source_video, "expression_params")).view(-1, 6)[:1]
+    head = HeadModel(identity, expression.expand(len(cameras), -1))
+    return render_heads(head, cameras, source.image_size or database.resolution)[0] * 2 - 1
 
 
 def episodes(source: FrameSource, protocol: str, driving_video: str | None = None, frames: int | None = None) -> Iterator[Episode]:
@@ -79,7 +93,8 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
             views = torch.from_numpy(source.database.array(video, "view_camera"))
             for view in range(views.shape[0]):
                 target = torch.stack([source.image(video, f, view) for f in range(count)])
-                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target, views[view, 0])
+                static = synthetic_static_truth(source, video, views[view, :count]) if protocol == "synthetic_multiview" else None
+                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target, views[view, 0], static)
     elif protocol == "cross_id":
         if driving_video is None:
             raise ValueError("cross_id protocol: give the driving video (the paper: WRA_EricCantor_000)")
@@ -97,7 +112,8 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
             data = source.video(driver)
             count = min(frames or len(data["motion"]), len(data["motion"]))
             target, cameras = synthetic_ground_truth(source, video, driver, count)
-            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target, source.video(video)["camera"][0])
+            static = synthetic_static_truth(source, video, cameras)
+            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target, source.video(video)["camera"][0], static)
 
 
 def _next_identity(videos: list[str], index: int) -> str:
@@ -145,7 +161,9 @@ def render(animator: Animator, avatar: Avatar, windows: torch.Tensor, cameras: t
 BASELINES = {
     "static": "static baseline (source motion, driving cameras)",
     "still": "still baseline (source motion and camera)",
+    "ground_truth_static": "ground-truth static (true head, source expression, driving cameras)",
 }
+SYNTHETIC_ONLY_BASELINES = ("ground_truth_static",)
 
 
 def baseline_inputs(baseline: str, avatar: Avatar, windows: torch.Tensor, cameras: torch.Tensor, source_camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,4 +174,4 @@ def baseline_inputs(baseline: str, avatar: Avatar, windows: torch.Tensor, camera
         return still_motion, cameras
     if baseline == "still":
         return still_motion, source_camera.reshape(1, 25).expand(count, -1)
-    raise ValueError(f"baseline: expected one of {tuple(BASELINES)}, found {baseline!r}")
+    raise ValueError(f"baseline: expected one of {tuple(name for name in BASELINES if name not in SYNTHETIC_ONLY_BASELINES)}, found {baseline!r}")

@@ -6,7 +6,9 @@ synthetic head (random identity, expression and pose, :mod:`otavatar.data.synthe
 camera and from two extra yaws. Its known parameters (10 identity + 6 expression) go through a
 learned embedding to z, the mapping network (conditioned on the frontal camera, so w does not depend
 on the view) gives w, and G_eg renders every view with its exact camera; the loss is L1 against the
-renders at the neural-rendering resolution and after super-resolution. Heads are drawn at random
+renders at the neural-rendering resolution and after super-resolution, plus (``region_weight``) the
+animation loss's L1 on RoI-aligned eye and mouth boxes, without which the few pixels that carry
+expression are learnt last. Heads are drawn at random
 every step, so no identity is ever seen twice and the dataset's held-out identities stay unseen;
 w varies with expression, which gives the motion controller directions to use. At the end w_avg is
 set to the mean w of many random heads: inversion starts from it.
@@ -31,6 +33,7 @@ from otavatar.data.synthetic import (
     sample_identity,
     sample_talking_sequence,
 )
+from otavatar.losses.region import RegionLoss
 from otavatar.models.eg3d import TriPlaneGenerator
 from otavatar.training.checkpointing import restore_rng_state, rng_state
 
@@ -46,6 +49,7 @@ class PretrainSettings:
     lr: float = 2e-3
     betas: tuple[float, float] = (0.9, 0.99)
     raw_weight: float = 1.0
+    region_weight: float = 0.0
     extra_view_yaws: tuple[float, ...] = EXTRA_VIEW_YAWS
     w_avg_samples: int = 2048
 
@@ -62,8 +66,9 @@ class ParameterEmbedding(nn.Module):
 
 
 def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, extra_view_yaws=EXTRA_VIEW_YAWS) -> dict[str, torch.Tensor]:
-    """Random synthetic heads: ``parameters (B, 16)``, ``images (B, V, 3, R, R)`` in [−1, 1], ``cameras (B, V, 25)``."""
-    parameters, images, cameras = [], [], []
+    """Random synthetic heads: ``parameters (B, 16)``, ``images (B, V, 3, R, R)`` in [−1, 1], ``cameras (B, V, 25)``,
+    ``keypoints (B, V, 68, 2)`` in 512-pixel coordinates."""
+    parameters, images, cameras, keypoints = [], [], [], []
     for _ in range(batch_size):
         identity = sample_identity(generator)
         expression, angles, translation = sample_talking_sequence(16, generator)
@@ -73,7 +78,8 @@ def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, e
         parameters.append(torch.cat([identity, expression[frame]]))
         images.append(torch.cat([video.images, video.view_images[:, 0]]) * 2 - 1)
         cameras.append(torch.cat([video.cameras, video.view_cameras[:, 0]]))
-    return {"parameters": torch.stack(parameters), "images": torch.stack(images), "cameras": torch.stack(cameras)}
+        keypoints.append(torch.cat([video.keypoints, video.view_keypoints[:, 0]]))
+    return {"parameters": torch.stack(parameters), "images": torch.stack(images), "cameras": torch.stack(cameras), "keypoints": torch.stack(keypoints)}
 
 
 def frontal_condition(batch_size: int, generator: TriPlaneGenerator) -> torch.Tensor:
@@ -91,12 +97,19 @@ def render_views(generator: TriPlaneGenerator, ws: torch.Tensor, cameras: torch.
     return output
 
 
-def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, raw_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 of the super-resolved image and (weighted) of the raw render against the area-downsampled target."""
+def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, raw_weight: float,
+                        keypoints: torch.Tensor | None = None, region_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 of the super-resolved image, (weighted) of the raw render against the area-downsampled
+    target and (weighted, needs ``keypoints (B, V, 68, 2)`` at 512²) of the eye and mouth boxes."""
     target = images.reshape(-1, *images.shape[-3:])
     image = (output["image"] - target).abs().mean()
     raw = (output["image_raw"] - F.interpolate(target, size=output["image_raw"].shape[-2:], mode="area")).abs().mean()
-    return image + raw_weight * raw, {"l1_image": image.item(), "l1_raw": raw.item()}
+    loss, terms = image + raw_weight * raw, {"l1_image": image.item(), "l1_raw": raw.item()}
+    if region_weight:
+        scale = target.shape[-1] / 512
+        region = RegionLoss()(output["image"], target, keypoints.reshape(-1, 68, 2).to(target) * scale)
+        loss, terms = loss + region_weight * region, {**terms, "l1_regions": region.item()}
+    return loss, terms
 
 
 @torch.no_grad()
@@ -130,7 +143,7 @@ class GeneratorPretrainer:
         batch = {key: value.to(device) for key, value in batch.items()}
         ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(self.settings.batch_size, self.generator))
         output = render_views(self.generator, ws, batch["cameras"])
-        loss, terms = reconstruction_loss(output, batch["images"], self.settings.raw_weight)
+        loss, terms = reconstruction_loss(output, batch["images"], self.settings.raw_weight, batch["keypoints"], self.settings.region_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -151,6 +164,12 @@ class GeneratorPretrainer:
         self.iteration = state["iteration"]
         self.data_generator.set_state(state["data_rng"])
         restore_rng_state(state["rng"])
+
+    def initialise_from(self, state: dict) -> None:
+        """Continue from an earlier recipe's output (``G_ema``, and its ``embedding`` if it has one); fresh optimiser."""
+        self.generator.load_state_dict(state["G_ema"])
+        if "embedding" in state:
+            self.embedding.load_state_dict(state["embedding"])
 
     def finish(self, seed: int) -> None:
         """Set w_avg to the mean w of random heads (the start of every inversion)."""

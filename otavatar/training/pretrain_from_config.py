@@ -12,6 +12,16 @@ from otavatar.training.checkpointing import atomic_torch_save, latest_checkpoint
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
 
 
+def load_pretrained_generator(path: Path, device: torch.device) -> dict:
+    """A file written by this recipe: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"init_generator: {path} does not exist (a file written by scripts/pretrain_generator.py)")
+    state = torch.load(path, map_location=device, weights_only=True)
+    if "G_ema" not in state:
+        raise KeyError(f"init_generator: {path} has no 'G_ema' (keys: {sorted(state)}); expected a file written by scripts/pretrain_generator.py")
+    return state
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -27,7 +37,7 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     generator = build_generator(cfg.model.generator).to(device).train()
     settings = PretrainSettings(
         iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
-        extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
+        region_weight=cfg.region_weight, extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
     )
     trainer = GeneratorPretrainer(generator, settings, cfg.seed)
     run_dir = Path(cfg.run_dir)
@@ -35,6 +45,9 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     if resume is not None:
         trainer.load_state_dict(load_checkpoint(resume, device)["pretrainer"])
         print(f"resumed from {resume} (iteration {trainer.iteration})")
+    elif cfg.init_generator:
+        trainer.initialise_from(load_pretrained_generator(Path(cfg.init_generator), device))
+        print(f"started from {cfg.init_generator}")
     log_file = run_dir / "log.txt"
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -53,6 +66,7 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
     atomic_torch_save({
         "G_ema": {key: value.cpu() for key, value in generator.state_dict().items()},
+        "embedding": {key: value.cpu() for key, value in trainer.embedding.state_dict().items()},
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "recipe": OmegaConf.to_container(cfg, resolve=True),
     }, out)
