@@ -85,7 +85,7 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     ]
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "iteration 2: loss" in result.stdout
+    assert "iteration 2: loss" in result.stdout and "l1_regions" not in result.stdout  # the region term starts at region_start
     generator = load_generator(out)  # the file records its architecture
     assert generator.neural_rendering_resolution == 16
     assert generator.w_avg.abs().sum() > 0  # set to the mean w of random heads
@@ -93,7 +93,7 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides, "iterations=3"], capture_output=True, text=True)
     assert again.returncode == 0 and "resumed from" in again.stdout and "iteration 3: loss" in again.stdout
     # A new run can continue from that output with another recipe (here: the region term on).
-    stage_two = [*overrides, "iterations=1", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}", "region_weight=2.0"]
+    stage_two = [*overrides, "iterations=1", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}", "region_weight=2.0", "region_start=0"]
     second = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two], capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"started from {out}" in second.stdout and "l1_regions" in second.stdout

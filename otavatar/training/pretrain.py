@@ -6,9 +6,9 @@ synthetic head (random identity, expression and pose, :mod:`otavatar.data.synthe
 camera and from two extra yaws. Its known parameters (10 identity + 6 expression) go through a
 learned embedding to z, the mapping network (conditioned on the frontal camera, so w does not depend
 on the view) gives w, and G_eg renders every view with its exact camera; the loss is L1 against the
-renders at the neural-rendering resolution and after super-resolution, plus (``region_weight``) the
-animation loss's L1 on RoI-aligned eye and mouth boxes, without which the few pixels that carry
-expression are learnt last. Heads are drawn at random
+renders at the neural-rendering resolution and after super-resolution, plus (``region_weight``, from
+iteration ``region_start``) the animation loss's L1 on RoI-aligned eye and mouth boxes, without which
+the few pixels that carry expression are learnt last. Heads are drawn at random
 every step, so no identity is ever seen twice and the dataset's held-out identities stay unseen;
 w varies with expression, which gives the motion controller directions to use. At the end w_avg is
 set to the mean w of many random heads: inversion starts from it.
@@ -50,6 +50,7 @@ class PretrainSettings:
     betas: tuple[float, float] = (0.9, 0.99)
     raw_weight: float = 1.0
     region_weight: float = 0.0
+    region_start: int = 0  # the iteration from which the region term counts
     extra_view_yaws: tuple[float, ...] = EXTRA_VIEW_YAWS
     w_avg_samples: int = 2048
 
@@ -143,7 +144,8 @@ class GeneratorPretrainer:
         batch = {key: value.to(device) for key, value in batch.items()}
         ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(self.settings.batch_size, self.generator))
         output = render_views(self.generator, ws, batch["cameras"])
-        loss, terms = reconstruction_loss(output, batch["images"], self.settings.raw_weight, batch["keypoints"], self.settings.region_weight)
+        region_weight = self.settings.region_weight if self.iteration >= self.settings.region_start else 0.0
+        loss, terms = reconstruction_loss(output, batch["images"], self.settings.raw_weight, batch["keypoints"], region_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
