@@ -1,7 +1,7 @@
 """The disentanglement benchmark: does decoupling-by-inverting separate identity from motion?
 
 Trains every variant of configs/benchmark/disentanglement.yaml with the same budget (runs resume
-when re-run), then scores each on held-out synthetic identities against ground truth: cross-identity
+when re-run, and an evaluation is reused while its checkpoint and settings are unchanged), then scores each on held-out synthetic identities against ground truth: cross-identity
 and multi-view reenactment (PSNR, SSIM, LPIPS, and expression/pose error read by the synthetic
 regressor), with the static and still baselines. Writes OUT/results.json and OUT/table.md;
 --update-readme puts the table into README.md's results section.
@@ -21,15 +21,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from otavatar.checkpoints import load_animator
+from otavatar.checkpoints import file_sha256, load_animator
 from otavatar.config import CONFIG_DIR, compose_config, load_loss_preset
-from otavatar.evaluation.disentanglement import disentanglement_table, evaluate_variant
+from otavatar.evaluation.disentanglement import cached_evaluation, disentanglement_table, evaluate_variant
 from otavatar.evaluation.protocols import BASELINES
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
 from otavatar.files import atomic_write_text
 from otavatar.inversion import InversionSettings
 from otavatar.losses.animation import AnimationLoss
-from otavatar.training.checkpointing import latest_checkpoint
 from otavatar.training.from_config import frame_source, train_from_config
 
 README_MARKERS = ("<!-- disentanglement:start -->", "<!-- disentanglement:end -->")
@@ -67,11 +66,20 @@ def main() -> None:
         checkpoint = train_from_config(train_cfg)
         training[name] = {"iterations": iterations, "seconds_this_run": round(time.perf_counter() - started, 1), "checkpoint": str(checkpoint)}
         print(f"{name}: trained to {checkpoint} ({training[name]['seconds_this_run']:.0f} s); evaluating", flush=True)
-        animator, model_config = load_animator(latest_checkpoint(run_dir))
-        source = frame_source(train_cfg.data, model_config["generator"]["img_resolution"])
-        torch.manual_seed(0)
         baselines = tuple(BASELINES) if index == 0 else ()  # the baselines use the first variant's avatars
-        results = evaluate_variant(animator.to(args.device), source, extractors, frame_loss, cfg.sources, cfg.frames, inversion, baselines)
+        key = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "sources": cfg.sources, "frames": cfg.frames,
+               "w_steps": cfg.w_steps, "w_plus_steps": cfg.w_plus_steps, "inversion_loss": cfg.inversion_loss,
+               "synthetic_regressor": args.synthetic_regressor, "alexnet": args.alexnet, "device": args.device}
+
+        def evaluate() -> dict:
+            animator, model_config = load_animator(checkpoint)
+            source = frame_source(train_cfg.data, model_config["generator"]["img_resolution"])
+            torch.manual_seed(0)
+            return evaluate_variant(animator.to(args.device), source, extractors, frame_loss, cfg.sources, cfg.frames, inversion, baselines)
+
+        results, reused = cached_evaluation(run_dir / "evaluation.json", key, ("otavatar", *baselines), evaluate)
+        if reused:
+            print(f"{name}: evaluation of this checkpoint with these settings reused from {run_dir / 'evaluation.json'}", flush=True)
         labels[name] = variant.label
         for method in ("otavatar", *baselines):
             rows[name if method == "otavatar" else method] = {protocol: values[method] for protocol, values in results.items()}

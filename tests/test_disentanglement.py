@@ -47,3 +47,14 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
     readme = (tmp_path / "README.md").read_text()
     assert "old" not in readme and "| joint (3) |" in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
     assert "still baseline (source motion and camera)" in readme
+    # A re-run trains nothing more and reuses each evaluation while checkpoint and settings are unchanged.
+    again = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
+                            "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reused from") == 2
+    assert json.loads((tmp_path / "results" / "results.json").read_text())["rows"] == results["rows"]
+    # The joint variant alone now needs the baselines, which its stored evaluation lacks: evaluated anew.
+    joint = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config), "--variants", "joint",
+                            "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
+    assert joint.returncode == 0 and "reused from" not in joint.stdout
+    assert list(json.loads((tmp_path / "results" / "results.json").read_text())["rows"]) == ["joint", "static", "still", "ground_truth_static"]

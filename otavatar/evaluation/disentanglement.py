@@ -3,12 +3,15 @@ reenactment against ground truth (configs/benchmark/disentanglement.yaml)."""
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Mapping
+from pathlib import Path
+from typing import Callable, Mapping
 
 from otavatar.data.datasets import FrameSource
 from otavatar.evaluation.protocols import BASELINES
 from otavatar.evaluation.runner import EvaluationSettings, run_evaluation
+from otavatar.files import atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings
 from otavatar.metrics.suite import Extractors, MetricSuite
 from otavatar.models.animator import Animator
@@ -32,6 +35,20 @@ def evaluate_variant(
         run_evaluation(animator, source, settings, suites, frame_loss, avatars=avatars, log=lambda line: None)
         results[protocol] = {method: suite.summary() for method, suite in suites.items()}
     return results
+
+
+def cached_evaluation(file: Path, key: Mapping[str, object], methods: tuple[str, ...], evaluate: Callable[[], dict]) -> tuple[dict, bool]:
+    """``evaluate()``'s results (protocol → method → metrics), stored in ``file`` with ``key``
+    (checkpoint, settings) and read back while the key is unchanged and the stored results hold every
+    one of ``methods``, so a re-run evaluates only what changed. Returns (results, reused)."""
+    key = json.loads(json.dumps(key, default=str))  # tuples → lists, paths → strings, as stored
+    if file.is_file():
+        saved = json.loads(file.read_text())
+        if saved.get("key") == key and all(set(methods) <= set(values) for values in saved["results"].values()):
+            return {protocol: {m: values[m] for m in methods} for protocol, values in saved["results"].items()}, True
+    results = evaluate()
+    atomic_write_text(file, json.dumps({"key": key, "results": results}, indent=2, default=str) + "\n")
+    return results, False
 
 
 def _cell(value: object) -> str:
