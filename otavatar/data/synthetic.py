@@ -332,6 +332,11 @@ def render_video(identity: torch.Tensor, expression: torch.Tensor, angles: torch
     return SyntheticVideo(identity, expression, angles, translation, cameras, images, labels, keypoints, view_cameras, view_images, view_keypoints)
 
 
+def render_fixed_expression(identity: torch.Tensor, expression: torch.Tensor, cameras: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``identity (10,)`` holding one ``expression (6,)``, seen from cameras p ``(N, 25)``: ``(N, 3, R, R)`` in [0, 1]."""
+    return render_heads(HeadModel(identity, expression.reshape(1, -1).expand(len(cameras), -1)), cameras, resolution)[0]
+
+
 def coefficients(video: SyntheticVideo) -> torch.Tensor:
     """The reference's 260 columns: identity params in the identity slot, expression in the first
     expression entries, pose angles and translation in theirs, unit crop values."""

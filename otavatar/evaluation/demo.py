@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from otavatar.data.samples import SAMPLE_SEED, driving_windows, frame_target, sample_videos
-from otavatar.data.synthetic import HeadModel, render_heads, render_video
+from otavatar.data.synthetic import render_fixed_expression, render_video
 from otavatar.evaluation.protocols import Avatar, render
 from otavatar.files import atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings, invert
@@ -81,7 +81,7 @@ def run_demo(
     ).cameras
     still = render(animator, avatar, own_motion, still_cameras)
     ground_truth = truth.images * 2 - 1
-    static_truth = render_heads(HeadModel(source_video.identity, source_video.expression[:1].expand(settings.frames, -1)), truth.cameras, resolution)[0] * 2 - 1
+    static_truth = render_fixed_expression(source_video.identity, source_video.expression[0], truth.cameras, resolution) * 2 - 1
 
     source_image = target["image"].cpu()
     scored = suites()

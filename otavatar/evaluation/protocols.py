@@ -28,7 +28,7 @@ from typing import Iterator
 import torch
 
 from otavatar.data.datasets import FrameSource
-from otavatar.data.synthetic import HeadModel, render_heads, render_video
+from otavatar.data.synthetic import render_fixed_expression, render_video
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.models.animator import Animator
 from otavatar.motion import ANGLES, TRANSLATION
@@ -70,9 +70,8 @@ def synthetic_static_truth(source: FrameSource, source_video: str, cameras: torc
     """The source identity with its frame-0 expression, seen from ``cameras (N, 25)``: ``(N, 3, H, W)`` in [−1, 1]."""
     database = source.database
     identity = torch.from_numpy(database.array(source_video, "identity_params"))
-    expression = torch.from_numpy(database.array(source_video, "expression_params")).view(-1, 6)[:1]
-    head = HeadModel(identity, expression.expand(len(cameras), -1))
-    return render_heads(head, cameras, source.image_size or database.resolution)[0] * 2 - 1
+    expression = torch.from_numpy(database.array(source_video, "expression_params")).view(-1, 6)[0]
+    return render_fixed_expression(identity, expression, cameras, source.image_size or database.resolution) * 2 - 1
 
 
 def episodes(source: FrameSource, protocol: str, driving_video: str | None = None, frames: int | None = None) -> Iterator[Episode]:
@@ -166,12 +165,16 @@ BASELINES = {
 SYNTHETIC_ONLY_BASELINES = ("ground_truth_static",)
 
 
-def baseline_inputs(baseline: str, avatar: Avatar, windows: torch.Tensor, cameras: torch.Tensor, source_camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Motion windows and cameras a baseline renders in place of the driving ones (see the module docstring)."""
-    count = len(windows)
+def baseline_frames(baseline: str, animator: Animator, avatar: Avatar, episode: Episode) -> torch.Tensor:
+    """What a baseline shows in place of the driven avatar (see the module docstring): ``(N, 3, H, W)``."""
+    count = len(episode.windows)
     still_motion = avatar.motion.cpu().expand(count, -1, -1)
     if baseline == "static":
-        return still_motion, cameras
+        return render(animator, avatar, still_motion, episode.cameras)
     if baseline == "still":
-        return still_motion, source_camera.reshape(1, 25).expand(count, -1)
-    raise ValueError(f"baseline: expected one of {tuple(name for name in BASELINES if name not in SYNTHETIC_ONLY_BASELINES)}, found {baseline!r}")
+        return render(animator, avatar, still_motion, episode.source_camera.reshape(1, 25).expand(count, -1))
+    if baseline == "ground_truth_static":
+        if episode.static_target is None:
+            raise ValueError(f"baseline {baseline!r} needs a synthetic protocol's renderer; episode {episode.name!r} has none")
+        return episode.static_target
+    raise ValueError(f"baseline: expected one of {tuple(BASELINES)}, found {baseline!r}")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from otavatar.benchmarking import device_name, synchronize
 from otavatar.data.datasets import FrameSource
-from otavatar.evaluation.protocols import BASELINES, SYNTHETIC_ONLY_BASELINES, Episode, baseline_inputs, episodes, invert_source, render
+from otavatar.evaluation.protocols import Episode, baseline_frames, episodes, invert_source, render
 from otavatar.inversion import FrameLoss, InversionSettings
 from otavatar.metrics.suite import MetricSuite
 from otavatar.models.animator import Animator
@@ -28,7 +28,7 @@ class EvaluationSettings:
     driving_video: str | None = None
     frames: int | None = None  # per episode (None: the whole driving video)
     max_episodes: int | None = None
-    baselines: tuple[str, ...] = tuple(BASELINES)
+    baselines: tuple[str, ...] = ("static", "still")  # ground_truth_static only exists on synthetic protocols
     inversion: InversionSettings = field(default_factory=InversionSettings)
 
 
@@ -105,12 +105,7 @@ def run_evaluation(
             avatar = avatars[episode.source_video]
             predictions["otavatar"] = render(animator, avatar, episode.windows, episode.cameras)
             for baseline in settings.baselines:
-                if baseline in SYNTHETIC_ONLY_BASELINES:
-                    if episode.static_target is None:
-                        raise ValueError(f"baseline {baseline!r} needs a synthetic protocol's renderer; protocol {settings.protocol!r} has none")
-                    predictions[baseline] = episode.static_target
-                    continue
-                predictions[baseline] = render(animator, avatar, *baseline_inputs(baseline, avatar, episode.windows, episode.cameras, episode.source_camera))
+                predictions[baseline] = baseline_frames(baseline, animator, avatar, episode)
             if renders_out is not None:
                 save_frames(predictions["otavatar"], renders_out / episode_folder(episode.name))
         shared: dict = {}  # the suites share their extractors: the reference's features are computed once
