@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from tqdm import tqdm
 from otavatar.assets import REPO_ROOT
 from otavatar.camera import look_at_camera
 from otavatar.checkpoints import file_sha256, load_animator
-from otavatar.config import load_loss_preset
+from otavatar.config import inversion_presets, load_inversion_preset, load_loss_preset
 from otavatar.inversion import InversionSettings
 from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
@@ -57,9 +58,11 @@ def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="an otavatar training checkpoint or the release's")
     parser.add_argument("--coeffs", help="the portrait's 3DMM coefficients (257/260/70 values); default: regressed, or neutral")
     parser.add_argument("--loss", default="offline_l1", help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
-    parser.add_argument("--w-steps", type=int, default=100)
-    parser.add_argument("--w-plus-steps", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--schedule", default="fast", choices=inversion_presets(),
+                        help="inversion schedule of configs/inversion: fast (75 steps) or release (100 W + 100 W+)")
+    parser.add_argument("--w-steps", type=int, help="override the schedule's W steps")
+    parser.add_argument("--w-plus-steps", type=int, help="override the schedule's W+ steps")
+    parser.add_argument("--lr", type=float, help="override the schedule's learning rate")
     parser.add_argument("--pti", action="store_true", help="then finetune the generator on the portrait (pivotal tuning)")
     parser.add_argument("--pti-steps", type=int, default=50)
     parser.add_argument("--pti-lr", type=float, default=3e-4)
@@ -67,11 +70,17 @@ def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
+def inversion_settings(args: argparse.Namespace) -> InversionSettings:
+    """The ``--schedule`` preset with the steps and learning rate given on the command line."""
+    overrides = {"w_steps": args.w_steps, "w_plus_steps": args.w_plus_steps, "lr": args.lr}
+    return replace(load_inversion_preset(args.schedule), **{key: value for key, value in overrides.items() if value is not None})
+
+
 def construct(args: argparse.Namespace, animator: Animator, model_config: dict, sha256: str, target: dict) -> dict:
     """Invert with a progress bar showing the loss; returns the avatar file's content."""
     torch.manual_seed(args.seed)
     loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
-    settings = InversionSettings(w_steps=args.w_steps, w_plus_steps=args.w_plus_steps, lr=args.lr)
+    settings = inversion_settings(args)
     pti = PivotalTuningSettings(args.pti_steps, args.pti_lr) if args.pti else None
     bar = tqdm(total=settings.w_steps + settings.w_plus_steps + (pti.steps if pti else 0), desc="invert")
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from otavatar.inversion import InversionSettings
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
@@ -60,6 +61,18 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides or [])
+
+
+def inversion_presets() -> list[str]:
+    return sorted(path.stem for path in (CONFIG_DIR / "inversion").glob("*.yaml"))
+
+
+def load_inversion_preset(name: str) -> InversionSettings:
+    """An inversion schedule of ``configs/inversion`` by name (``release``, ``fast``)."""
+    path = CONFIG_DIR / "inversion" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"inversion schedule {name!r}: {path} does not exist; schedules: {inversion_presets()}")
+    return InversionSettings.from_config(_plain(OmegaConf.load(path)))
 
 
 def load_loss_preset(name: str) -> DictConfig:

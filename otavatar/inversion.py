@@ -6,7 +6,7 @@ correction of the normalised intrinsics absorbs the crop and focal mismatch of r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Mapping
 
 import torch
@@ -41,20 +41,38 @@ FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 @dataclass
 class InversionSettings:
-    """The release's one-shot schedule (reference §7): 100 steps in W, then 100 in W+."""
+    """An inversion schedule; the defaults are the release's (reference §7): 100 steps in W, then 100
+    in W+, the super-resolved terms in the last 10 steps of each phase.
+
+    ``sr_steps``: steps at the end of each phase whose loss includes the super-resolved image
+    (None: every step). Presets: ``configs/inversion`` (:func:`otavatar.config.load_inversion_preset`).
+    """
 
     w_steps: int = 100
     w_plus_steps: int = 100
     lr: float = 0.01
     camera_lr: float = 0.01
     optimize_camera: bool = True
-    sr_steps: int = 10
+    sr_steps: int | None = 10
     grad_clip: float | None = None
     clamp: bool = True
     deterministic: bool = False
-    # False redoes the release's per-step work (C(x), the target's features, super-resolution on
-    # every step although its loss only counts in the last ``sr_steps``): same result, for benchmarks.
+    # False redoes the release's per-step work (C(x), the target's VGG/ArcFace features and region
+    # crops on every step): same result, for benchmarks.
     reuse_static_work: bool = True
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> InversionSettings:
+        """From a schedule config (configs/inversion/*.yaml): fields of this class, unknown keys refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"inversion config: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(config))
+
+    @property
+    def steps(self) -> int:
+        return self.w_steps + self.w_plus_steps
 
 
 @dataclass
@@ -136,8 +154,8 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
     if "cache" in target:
         frame_target["cache"] = target["cache"]
     for step in range(steps):
-        super_resolve = step >= steps - settings.sr_steps
-        output = _render(animator, identity, correction, target, settings, super_resolve or not settings.reuse_static_work)
+        super_resolve = settings.sr_steps is None or step >= steps - settings.sr_steps
+        output = _render(animator, identity, correction, target, settings, super_resolve)
         loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
         optimizer.zero_grad(set_to_none=True)
         if camera_optimizer:

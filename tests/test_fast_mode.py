@@ -97,7 +97,11 @@ def test_vectorised_softplus_matches_torch():
     assert torch.isfinite(fast).all()
     assert (fast - F.softplus(x)).abs().max() < 2e-6
     x.requires_grad_()
-    assert torch.equal(Softplus()(x), F.softplus(x))
+    grad = torch.rand_like(x)
+    (ours,) = torch.autograd.grad(Softplus()(x), x, grad)
+    (torch_grad,) = torch.autograd.grad(F.softplus(x), x, grad)
+    assert (ours - torch_grad).abs().max() < 1e-6
+    assert torch.autograd.gradcheck(Softplus(), torch.randn(50, dtype=torch.float64, requires_grad=True) * 5)
 
 
 def test_compositing_without_sorting_colours_equals_sorted_marching():

@@ -1,5 +1,6 @@
 """One-shot inversion of the identity code."""
 
+import pytest
 import torch
 
 from otavatar.inversion import InversionSettings, correct_intrinsics, initial_identity_code, invert
@@ -44,7 +45,7 @@ def test_inverting_a_rendered_frame_lowers_the_loss_and_reconstructs_it():
 
 
 def test_reusing_static_work_changes_nothing_but_the_time():
-    """C(x), the target's features and unused super-resolution are computed once / skipped: same result."""
+    """C(x) and the target's features computed once: the same loss curve and codes as recomputing them."""
     animator = micro_animator().eval()
     g = torch.Generator().manual_seed(1)
     target = {"image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, "keypoints": torch.zeros(1, 68, 2),
@@ -58,10 +59,61 @@ def test_reusing_static_work_changes_nothing_but_the_time():
     assert torch.equal(curves[0][1], curves[1][1])
 
 
-def test_time_to_avatar_reports_both_runs_with_equal_final_loss():
-    from otavatar.evaluation.time_to_avatar import time_to_avatar
+def test_super_resolution_only_in_the_steps_whose_loss_uses_it():
+    animator = micro_animator().eval()
+    target = {"image": torch.zeros(1, 3, 128, 128), "keypoints": torch.zeros(1, 68, 2),
+              "motion": torch.zeros(1, 70, 27), "camera": frontal_cameras(1, 1)[:, 0]}
+    for sr_steps, expected in ((2, [False] * 4 + [True] * 2 + [False] * 1 + [True] * 2), (None, [True] * 9)):
+        seen = []
 
-    rows = time_to_avatar(micro_animator().eval(), pixel_loss, InversionSettings(w_steps=3, w_plus_steps=2, sr_steps=1, deterministic=True))
-    assert [row["run"] for row in rows] == ["release-equivalent", "otavatar"]
-    assert rows[0]["final_loss"] == rows[1]["final_loss"] and rows[0]["speed_up"] == 1.0
-    assert all(row["seconds"] > 0 and row["steps"] == 5 for row in rows)
+        def loss(output, frame_target, super_resolve, generator):
+            seen.append(("image" in output, super_resolve))
+            return pixel_loss(output, frame_target, super_resolve, generator)
+
+        invert(animator, target, loss, InversionSettings(w_steps=6, w_plus_steps=3, sr_steps=sr_steps, deterministic=True))
+        assert seen == [(flag, flag) for flag in expected]
+
+
+def test_inversion_presets_load_and_unknown_ones_are_named():
+    from otavatar.config import load_inversion_preset
+
+    release, fast = load_inversion_preset("release"), load_inversion_preset("fast")
+    assert (release.w_steps, release.w_plus_steps, release.lr, release.sr_steps) == (100, 100, 0.01, 10)
+    assert fast.sr_steps is None and fast.steps < release.steps
+    with pytest.raises(FileNotFoundError, match="nope.*schedules: .*fast"):
+        load_inversion_preset("nope")
+    with pytest.raises(ValueError, match=r"unknown keys \['w_stepz'\]"):
+        InversionSettings.from_config({"w_stepz": 3})
+
+
+def test_time_to_avatar_compares_the_release_run_with_ours_on_one_objective():
+    from otavatar.evaluation.time_to_avatar import final_objective, time_to_avatar
+
+    animator = micro_animator().eval()
+    targets = [{"image": torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(seed)) * 2 - 1,
+                "keypoints": torch.zeros(1, 68, 2), "motion": torch.zeros(1, 70, 27), "camera": frontal_cameras(1, 1)[:, 0]}
+               for seed in (1, 2)]
+    release = InversionSettings(w_steps=3, w_plus_steps=2, sr_steps=1)
+    rows = time_to_avatar(animator, pixel_loss, targets, release, InversionSettings(w_steps=1, w_plus_steps=2, sr_steps=None))
+    assert [row["run"] for row in rows] == ["release-equivalent", "release schedule, cached", "otavatar"]
+    # Same schedule and seeds: caching changes the time, not the result.
+    assert rows[0]["final_losses"] == rows[1]["final_losses"] and rows[1]["not_higher_on_every_portrait"]
+    assert rows[0]["speed_up"] == 1.0 and [row["w_steps"] + row["w_plus_steps"] for row in rows] == [5, 5, 3]
+    assert all(row["seconds"] > 0 and len(row["final_losses"]) == 2 for row in rows)
+    # The objective is that of the returned code, with super-resolved terms, whatever the schedule.
+    torch.manual_seed(0)
+    result = invert(animator, targets[0], pixel_loss, release)
+    assert final_objective(animator, pixel_loss, result, targets[0]) == rows[0]["final_losses"][0]
+
+
+def test_scripts_take_the_schedule_preset_with_command_line_overrides():
+    import argparse
+
+    from otavatar.cli import add_inversion_arguments, inversion_settings
+
+    parser = argparse.ArgumentParser()
+    add_inversion_arguments(parser)
+    fast = inversion_settings(parser.parse_args([]))
+    assert (fast.w_steps, fast.w_plus_steps, fast.lr, fast.sr_steps, fast.deterministic) == (5, 50, 0.03, None, True)
+    release = inversion_settings(parser.parse_args(["--schedule", "release", "--w-plus-steps", "0", "--lr", "0.05"]))
+    assert (release.w_steps, release.w_plus_steps, release.lr, release.sr_steps) == (100, 0, 0.05, 10)

@@ -152,7 +152,7 @@ def test_lpips_uses_the_local_alexnet(tmp_path):
 
 
 def test_cached_target_features_give_the_same_loss(tmp_path):
-    """Inversion keeps the target's VGG and ArcFace features in target['cache']: same values, computed once."""
+    """Inversion keeps the target's VGG and ArcFace features and region crops in target['cache']: same values, computed once."""
     from otavatar.config import load_loss_preset
     from otavatar.losses.animation import AnimationLoss
 
@@ -168,6 +168,8 @@ def test_cached_target_features_give_the_same_loss(tmp_path):
     cached = {**target, "cache": {}}
     first, _ = loss(output, cached, super_resolve=True, generator=None)
     assert set(cached["cache"]) == {"raw", "sr"} and len(cached["cache"]["sr"]["perceptual"]) == loss.perceptual_sr.num_scales
+    assert set(cached["cache"]["sr"]["region"]) == {"mouth", "left_eye", "right_eye"}
     second, terms = loss(output, cached, super_resolve=True, generator=None)
-    assert {"perceptual_raw", "perceptual_sr", "identity_raw", "identity_sr"} <= set(terms)
+    assert {"perceptual_raw", "perceptual_sr", "identity_raw", "identity_sr", "region_raw", "region_sr"} <= set(terms)
+    assert terms["region_sr"] == expected_terms["region_sr"] and terms["region_sr"] > 0
     assert torch.equal(first, expected) and torch.equal(second, expected)

@@ -96,7 +96,7 @@ class AnimationLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Image terms of one resolution; the target and its landmarks are resized to the prediction's.
 
-        ``cache``: where the resized target and its network features are kept between calls.
+        ``cache``: where the resized target, its network features and its landmark-box crops are kept between calls.
         """
         w = self.weights
         keypoints = keypoints * (prediction.shape[-1] / target.shape[-1])
@@ -111,7 +111,7 @@ class AnimationLoss(nn.Module):
             perceptual = self.perceptual_raw if suffix == "raw" else self.perceptual_sr
             terms[f"perceptual_{suffix}"] = w.perceptual * perceptual(prediction, target_features=wanted["perceptual"])
         if w.region:
-            terms[f"region_{suffix}"] = w.region * self.region(prediction, target, keypoints)
+            terms[f"region_{suffix}"] = w.region * self.region(prediction, target, keypoints, target_crops=wanted["region"])
         if w.pixel:
             terms[f"pixel_{suffix}"] = w.pixel * pixel_loss(prediction, target)
         if w.pixel_l1:
@@ -127,6 +127,7 @@ class AnimationLoss(nn.Module):
             "image": image,
             "perceptual": perceptual.target_features(image) if self.weights.perceptual else None,
             "identity": self.identity.target_embedding(image, keypoints) if self.weights.identity else None,
+            "region": self.region.target_crops(image, keypoints) if self.weights.region else None,
         }
 
     def forward(
@@ -139,7 +140,7 @@ class AnimationLoss(nn.Module):
                 ``planes`` ``(B, 96, R, R)`` for the density terms; ``motion_code`` w_x ``(B, num_ws, 512)``
                 for its L1 (skipped when absent, i.e. when the planes were reused without the controller).
             target: ``image`` ``(B, 3, H, H)`` in [−1, 1] and ``keypoints`` ``(B, 68, 2)`` in pixels of H;
-                optionally a ``cache`` dict in which the target's resized images and VGG/ArcFace features
+                optionally a ``cache`` dict in which the target's resized images, VGG/ArcFace features and region crops
                 are kept from the first call on (for a target that does not change, as in inversion).
             generator: the TriPlaneGenerator (``sample_density``, ``rendering_kwargs``) for the density
                 terms; unused (may be None) when they are off.

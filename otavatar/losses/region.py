@@ -56,17 +56,32 @@ class RegionLoss(nn.Module):
         super().__init__()
         self.release_eye_bug = release_eye_bug
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    def target_crops(self, target: torch.Tensor, keypoints: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per region, the RoI boxes ``(B, 5)`` and the target's crops: pass them as ``target_crops`` to skip recomputing them.
+
+        ``target`` is at the prediction's size and ``keypoints`` ``(B, 68, 2)`` in its pixels.
+        """
+        size = tuple(target.shape[-2:])
+        batch_index = torch.arange(target.shape[0], device=target.device, dtype=target.dtype)[:, None]
+        crops = {}
+        for name, crop in CROP_SIZES.items():
+            boxes = torch.cat([batch_index, region_box(keypoints.to(target.dtype), name, size)], dim=1)
+            crops[name] = (boxes, roi_align(target, boxes, output_size=(crop, crop), spatial_scale=1.0))
+        return crops
+
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor,
+        target_crops: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """prediction and target ``(B, 3, H, W)`` (the target is area-resized if needed); keypoints ``(B, 68, 2)`` in pixels of the prediction."""
         size = tuple(prediction.shape[-2:])
         if tuple(target.shape[-2:]) != size:
             target = F.interpolate(target, size=size, mode="area")
-        batch_index = torch.arange(prediction.shape[0], device=prediction.device, dtype=prediction.dtype)[:, None]
+        if target_crops is None:
+            target_crops = self.target_crops(target, keypoints)
         loss = prediction.new_zeros(())
         for name, crop in CROP_SIZES.items():
-            boxes = torch.cat([batch_index, region_box(keypoints.to(prediction.dtype), name, size)], dim=1)
+            boxes, wanted = target_crops[name]
             source = target if self.release_eye_bug and name != "mouth" else prediction
-            predicted = roi_align(source, boxes, output_size=(crop, crop), spatial_scale=1.0)
-            wanted = roi_align(target, boxes, output_size=(crop, crop), spatial_scale=1.0)
-            loss = loss + F.l1_loss(predicted, wanted)
+            loss = loss + F.l1_loss(roi_align(source, boxes, output_size=(crop, crop), spatial_scale=1.0), wanted)
         return loss

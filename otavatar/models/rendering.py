@@ -8,6 +8,8 @@ which uses exact ``linspace`` depths and ``u = linspace(0, 1, N)`` as the parity
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,13 +92,10 @@ class OSGDecoder(nn.Module):
 
     def forward(self, sampled_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """``(B, 3, M, C)`` → ``rgb (B, M, 32)`` in (−0.001, 1.001) and raw ``sigma (B, M, 1)``."""
-        # Plane mean as elementwise adds, which keep the sampler's layout (a reduction over dim 1
-        # would write (B, M, C) with a transposing stride pattern).
-        planes = sampled_features.unbind(1)
-        x = planes[0]
-        for plane in planes[1:]:
-            x = x + plane
-        x = x / len(planes)
+        # The sampler writes (B, 3, C, M): the plane mean reduces in that layout, so its gradient
+        # reaches the sampler's backward in it too (no stacking and transposing of three gradients),
+        # and as a sum then a scale of the 3× smaller result, so that gradient is a broadcast.
+        x = sampled_features.transpose(2, 3).sum(1).transpose(1, 2) * (1 / sampled_features.shape[1])
         batch, num_points, channels = x.shape
         x = self.net(x.reshape(batch * num_points, channels)).view(batch, num_points, -1)
         rgb = torch.sigmoid(x[..., 1:])
@@ -107,20 +106,41 @@ class OSGDecoder(nn.Module):
         return {"rgb": rgb, "sigma": x[..., 0:1]}
 
 
+# σ(−20): below it softplus(x) is x itself (the threshold), and the log stays finite.
+_SIGMOID_FLOOR = 2.0611537e-09
+
+
+def _softplus_from(x: torch.Tensor, sigmoid_of_minus_x: torch.Tensor) -> torch.Tensor:
+    """softplus(x) = −log σ(−x), overwriting ``sigmoid_of_minus_x``; above the threshold, x itself."""
+    out = sigmoid_of_minus_x.clamp_min_(_SIGMOID_FLOOR).log_().neg_()
+    return torch.maximum(out, x, out=out)
+
+
+class _VectorisedSoftplus(torch.autograd.Function):
+    """softplus with its gradient σ(x), both vectorised (torch's softplus backward is not either)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return _softplus_from(x, torch.neg(x).sigmoid_())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x)
+
+
 class Softplus(nn.Softplus):
-    """``nn.Softplus()`` (β 1, threshold 20); at inference computed as −log σ(−x), which vectorises.
+    """``nn.Softplus()`` (β 1, threshold 20) computed as −log σ(−x), which vectorises (torch's
+    softplus does not: it was the decoder's costliest op in inversion steps).
 
-    The two agree to float32 rounding (a few ulps of the result).
+    The two agree to float32 rounding (a few ulps of the result and of the gradient).
     """
-
-    # σ(−20): below it softplus(x) is x itself (the threshold), and the log stays finite.
-    _SIGMOID_FLOOR = 2.0611537e-09
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
-            return F.softplus(x)
-        out = torch.neg(x).sigmoid_().clamp_min_(self._SIGMOID_FLOOR).log_().neg_()
-        return torch.maximum(out, x, out=out)
+            return _VectorisedSoftplus.apply(x)
+        return _softplus_from(x, torch.neg(x).sigmoid_())
 
 
 def march_weights(densities: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
@@ -163,6 +183,11 @@ def ray_march(
     return rgb * 2 - 1, depth, weights
 
 
+def _weighted_sum(weights: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """Σ_s weights[b, r, s] · colors[b, r, s, :] → ``(B, R, C)``."""
+    return (weights.unsqueeze(-1) * colors).sum(-2)
+
+
 def ray_march_unsorted(
     colors: tuple[torch.Tensor, ...], densities: torch.Tensor, depths: torch.Tensor, white_back: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -185,8 +210,11 @@ def ray_march_unsorted(
     depth, weight_total = _march_depth(weights, depths)
     sample_weights = F.pad(weights, (0, 0, 1, 1)).unfold(-2, 2, 1).mean(-1)
     sample_weights = torch.empty_like(sample_weights).scatter_(-2, order, sample_weights).squeeze(-1)
+    # A batched matrix-vector product at inference; with gradients, a broadcast product and sum
+    # (bmm's backward with a unit dimension falls back to a loop over the rays on the CPU).
+    composite = _weighted_sum if torch.is_grad_enabled() else partial(torch.einsum, "brs,brsc->brc")
     rgb = sum(
-        torch.einsum("brs,brsc->brc", part, pass_colors)
+        composite(part, pass_colors)
         for part, pass_colors in zip(sample_weights.split([c.shape[-2] for c in colors], -1), colors)
     )
     if white_back:
