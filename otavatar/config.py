@@ -67,11 +67,13 @@ def inversion_presets() -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / "inversion").glob("*.yaml"))
 
 
-def load_inversion_preset(name: str) -> InversionSettings:
-    """An inversion schedule of ``configs/inversion`` by name (``release``, ``fast``)."""
-    path = CONFIG_DIR / "inversion" / f"{name}.yaml"
+def load_inversion_preset(name_or_path: str | Path) -> InversionSettings:
+    """An inversion schedule of ``configs/inversion`` by name (``release``, ``fast``) or by YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / "inversion" / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"inversion schedule {name!r}: {path} does not exist; schedules: {inversion_presets()}")
+        raise FileNotFoundError(f"inversion schedule {str(name_or_path)!r}: {path} does not exist; schedules: {inversion_presets()}")
     return InversionSettings.from_config(_plain(OmegaConf.load(path)))
 
 

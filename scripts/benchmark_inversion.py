@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--loss", default="offline_l1", help="loss preset of configs/loss")
     parser.add_argument("--random-feature-weights", action="store_true", help="random VGG19/ArcFace files (timing only)")
-    parser.add_argument("--release", default="release", choices=inversion_presets(), help="the release's schedule")
-    parser.add_argument("--ours", default="fast", choices=inversion_presets(), help="otavatar's schedule")
+    parser.add_argument("--release", default="release", help=f"the release's schedule: {inversion_presets()} or a YAML file")
+    parser.add_argument("--ours", default="fast", help=f"otavatar's schedule: {inversion_presets()} or a YAML file")
     parser.add_argument("--portraits", type=int, default=4)
     parser.add_argument("--first-seed", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
@@ -48,6 +48,7 @@ def main() -> None:
     loss_config = load_loss_preset(args.loss)
     with tempfile.TemporaryDirectory() as folder:
         if args.random_feature_weights:
+            torch.manual_seed(0)  # the same random networks on every run of the benchmark
             torch.save({f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}, Path(folder) / "vgg19.pth")
             torch.save(ResNetArcFace().state_dict(), Path(folder) / "arcface.pth")
             loss_config.vgg19_path, loss_config.arcface_path = f"{folder}/vgg19.pth", f"{folder}/arcface.pth"

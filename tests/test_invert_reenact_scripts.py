@@ -1,5 +1,6 @@
 """scripts/invert.py and scripts/reenact.py end to end on the micro model and synthetic heads."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,17 @@ def test_without_inputs_both_scripts_use_the_embedded_sample(setup):
     assert reenacted.returncode == 0, reenacted.stderr[-2000:]
     assert "embedded sample portrait" in reenacted.stdout and "48 frames in" in reenacted.stdout
     assert next(imageio_ffmpeg.read_frames(str(video)))["size"] == (256, 128)
+
+
+def test_time_to_avatar_benchmark_writes_its_table_and_json(setup):
+    folder, checkpoint, _ = setup
+    (folder / "release.yaml").write_text("w_steps: 3\nw_plus_steps: 2\nsr_steps: 1\n")
+    (folder / "ours.yaml").write_text("w_steps: 1\nw_plus_steps: 2\nsr_steps: null\nlr: 0.03\ndeterministic: true\n")
+    result = run("benchmark_inversion.py", "--checkpoint", checkpoint, "--release", folder / "release.yaml", "--ours", folder / "ours.yaml",
+                 "--portraits", 1, "--json", folder / "tta.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| otavatar | 1 + 2, 0.03, all |" in result.stdout
+    rows = json.loads((folder / "tta.json").read_text())["rows"]
+    assert [row["run"] for row in rows] == ["release-equivalent", "release schedule, cached", "otavatar"]
+    missing = run("benchmark_inversion.py", "--checkpoint", checkpoint, "--ours", "nope")
+    assert missing.returncode != 0 and "inversion schedule 'nope'" in missing.stderr and "schedules: ['fast', 'release']" in missing.stderr
