@@ -59,7 +59,7 @@ def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coeffs", help="the portrait's 3DMM coefficients (257/260/70 values); default: regressed, or neutral")
     parser.add_argument("--loss", default="offline_l1", help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
     parser.add_argument("--schedule", default="fast", choices=inversion_presets(),
-                        help="inversion schedule of configs/inversion: fast (75 steps) or release (100 W + 100 W+)")
+                        help="inversion schedule of configs/inversion: fast (5 W + 50 W+ steps) or release (100 W + 100 W+)")
     parser.add_argument("--w-steps", type=int, help="override the schedule's W steps")
     parser.add_argument("--w-plus-steps", type=int, help="override the schedule's W+ steps")
     parser.add_argument("--lr", type=float, help="override the schedule's learning rate")
