@@ -20,17 +20,27 @@ from otavatar.models.eg3d import TriPlaneGenerator
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+def _names(folder: str) -> list[str]:
+    return sorted(path.stem for path in (CONFIG_DIR / folder).glob("*.yaml"))
+
+
+def _preset_file(folder: str, name_or_path: str | Path, kind: str, listed_as: str) -> Path:
+    """``configs/<folder>/<name>.yaml``, or ``name_or_path`` itself when it is a YAML path; missing files named."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / folder / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} {str(name_or_path)!r}: {path} does not exist; {listed_as}: {_names(folder)}")
+    return path
+
+
 def model_presets() -> list[str]:
-    return sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
+    return _names("model")
 
 
 def load_model_preset(name_or_path: str | Path) -> DictConfig:
     """A preset by name (``tiny``, ``eg3d_ffhq512``) or by YAML path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = CONFIG_DIR / "model" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"model preset {str(name_or_path)!r}: {path} does not exist; presets: {model_presets()}")
+    path = _preset_file("model", name_or_path, "model preset", "presets")
     cfg = OmegaConf.load(path)
     for key in ("generator", "controller"):
         if key not in cfg:
@@ -64,17 +74,12 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
 
 
 def inversion_presets() -> list[str]:
-    return sorted(path.stem for path in (CONFIG_DIR / "inversion").glob("*.yaml"))
+    return _names("inversion")
 
 
 def load_inversion_preset(name_or_path: str | Path) -> InversionSettings:
     """An inversion schedule of ``configs/inversion`` by name (``release``, ``fast``) or by YAML path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = CONFIG_DIR / "inversion" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"inversion schedule {str(name_or_path)!r}: {path} does not exist; schedules: {inversion_presets()}")
-    return InversionSettings.from_config(_plain(OmegaConf.load(path)))
+    return InversionSettings.from_config(_plain(OmegaConf.load(_preset_file("inversion", name_or_path, "inversion schedule", "schedules"))))
 
 
 def load_loss_preset(name: str) -> DictConfig:

@@ -83,6 +83,11 @@ class InversionResult:
     reconstruction: torch.Tensor
     loss_curve: list[float] = field(default_factory=list)
 
+    @property
+    def identity(self) -> torch.Tensor:
+        """The final w_id: in W+ ``(B, num_ws, 512)`` when W+ steps ran, else in W ``(B, 1, 512)``."""
+        return self.identity_w_plus if self.identity_w_plus is not None else self.identity_w
+
 
 def invert(
     animator: Animator,

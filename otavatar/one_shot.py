@@ -136,7 +136,7 @@ def build_avatar(
     ``model`` is the model identity recorded in the file (checkpoint sha256 and config).
     """
     result = invert(animator, target, frame_loss, settings, on_step)
-    identity = result.identity_w_plus if result.identity_w_plus is not None else result.identity_w
+    identity = result.identity
     curve, reconstruction, generator_state = list(result.loss_curve), result.reconstruction, None
     if pti is not None and pti.steps > 0:
         tuned, pti_curve = pivotal_tuning(animator, identity, result.correction, target, frame_loss, pti, on_step)

@@ -59,8 +59,7 @@ def run_demo(
     log(f"inverting the source portrait ({settings.w_steps} W + {settings.w_plus_steps} W+ steps)")
     inversion_started = time.perf_counter()
     result = invert(animator, target, frame_loss, InversionSettings(w_steps=settings.w_steps, w_plus_steps=settings.w_plus_steps))
-    avatar = Avatar(result.identity_w_plus if result.identity_w_plus is not None else result.identity_w,
-                    result.correction, target["motion"], time.perf_counter() - inversion_started)
+    avatar = Avatar(result.identity, result.correction, target["motion"], time.perf_counter() - inversion_started)
 
     swing = settings.camera_swing * torch.sin(2 * math.pi * torch.arange(settings.frames) / settings.frames)
     angles = driver_video.angles.clone()

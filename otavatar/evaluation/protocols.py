@@ -143,8 +143,7 @@ def invert_source(animator: Animator, source: FrameSource, video: str, frame_los
     target = {key: value[None].to(device) for key, value in source.frame(video, 0).items()}
     started = time.perf_counter()
     result = invert(animator, target, frame_loss, settings)
-    identity = result.identity_w_plus if result.identity_w_plus is not None else result.identity_w
-    return Avatar(identity, result.correction, target["motion"], time.perf_counter() - started)
+    return Avatar(result.identity, result.correction, target["motion"], time.perf_counter() - started)
 
 
 def render(animator: Animator, avatar: Avatar, windows: torch.Tensor, cameras: torch.Tensor, batch_size: int = 8) -> torch.Tensor:

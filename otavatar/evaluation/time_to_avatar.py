@@ -37,13 +37,12 @@ def final_objective(
     animator: Animator, frame_loss: FrameLoss, result: InversionResult, target: Mapping[str, torch.Tensor], renders: int = 4
 ) -> float:
     """The full inversion loss (raw + super-resolved terms) of a result, averaged over ``renders`` seeded renders."""
-    identity = result.identity_w_plus if result.identity_w_plus is not None else result.identity_w
     camera = correct_intrinsics(target["camera"], result.correction)
     scored = {"image": target["image"], "keypoints": target["keypoints"]}
     losses = []
     for index in range(renders):
         torch.manual_seed(OBJECTIVE_SEED + index)
-        output = animator.render(identity, target["motion"], camera, clamp=True, super_resolve=True)
+        output = animator.render(result.identity, target["motion"], camera, clamp=True, super_resolve=True)
         losses.append(frame_loss(output, scored, super_resolve=True, generator=animator.generator)[0].item())
     return fmean(losses)
 
