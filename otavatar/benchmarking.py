@@ -110,7 +110,7 @@ def benchmark_animation_path(
 ) -> BenchmarkResult:
     """Median wall time of ws → planes → render → super-resolution over ``runs`` after ``warmup`` runs.
 
-    Weights are random (timing does not depend on their values); ws are drawn around w_avg.
+    Weights are random, drawn from ``seed`` (timing does not depend on their values); ws are drawn around w_avg.
     ``quality`` adds the PSNR of the mode's deterministic output against the exact one (None for
     the exact mode itself).
     ``allocator_keeps_memory`` applies :func:`otavatar.speed.keep_freed_memory` to this process.
@@ -121,7 +121,9 @@ def benchmark_animation_path(
     torch_device = torch.device(device)
     kept = keep_freed_memory() if allocator_keeps_memory else False
     generator = torch.Generator().manual_seed(seed)
-    model = build_generator(load_model_preset(preset).generator).eval().to(torch_device)
+    with torch.random.fork_rng(devices=[]):  # the same random weights in every process, the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = build_generator(load_model_preset(preset).generator).eval().to(torch_device)
     ws = (model.w_avg.cpu() + torch.randn(batch, model.num_ws, model.w_dim, generator=generator)).to(torch_device)
     camera = frontal_camera(batch).to(torch_device)
     resolved = mode.resolved(torch_device)
