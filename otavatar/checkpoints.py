@@ -203,21 +203,23 @@ def _torch_load(path: Path) -> Any:
 
 def read_generator_state(path: str | Path) -> dict:
     """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth`` (with the architecture when it
-    records its model preset under ``'model'``, as scripts/pretrain_generator.py does), or a bare state dict."""
+    records its model preset under ``'model'``, and the parameter ``'embedding'``'s state dict when it has
+    one, as scripts/pretrain_generator.py writes them), or a bare state dict."""
     path = Path(path)
     if path.suffix == ".pkl":
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path}: file does not exist")
-        return read_eg3d_pickle(path)
+        return {**read_eg3d_pickle(path), "embedding": None}
     data = _torch_load(path)
-    init_kwargs = None
+    init_kwargs = embedding = None
     if isinstance(data, Mapping) and "G_ema" in data:
         model = data.get("model")
         init_kwargs = dict(model["generator"]) if isinstance(model, Mapping) and "generator" in model else None
+        embedding = data.get("embedding")
         data = data["G_ema"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: expected a generator state dict or {{'G_ema': state_dict}}, found {type(data).__name__}")
-    return {"state_dict": dict(data), "init_kwargs": init_kwargs, "rendering_kwargs": None, "neural_rendering_resolution": None}
+    return {"state_dict": dict(data), "init_kwargs": init_kwargs, "rendering_kwargs": None, "neural_rendering_resolution": None, "embedding": embedding}
 
 
 def load_generator(path: str | Path, generator_kwargs: Mapping[str, Any] | None = None) -> TriPlaneGenerator:
@@ -227,17 +229,21 @@ def load_generator(path: str | Path, generator_kwargs: Mapping[str, Any] | None 
         generator_kwargs: the architecture (a model preset's ``generator`` block). Optional for
             ``.pkl`` files, which record their own constructor arguments.
     """
-    content = read_generator_state(path)
+    return generator_from_state(read_generator_state(path), path, generator_kwargs)
+
+
+def generator_from_state(content: Mapping[str, Any], source: str | Path, generator_kwargs: Mapping[str, Any] | None = None) -> TriPlaneGenerator:
+    """The generator of :func:`read_generator_state`'s ``content`` read from ``source`` (see :func:`load_generator`)."""
     kwargs = dict(generator_kwargs) if generator_kwargs is not None else None
     if kwargs is None:
         if content["init_kwargs"] is None:
-            raise CheckpointError(f"{path}: a state dict does not record its architecture; pass the model preset's generator block")
+            raise CheckpointError(f"{source}: a state dict does not record its architecture; pass the model preset's generator block")
         kwargs = dict(content["init_kwargs"])
         if content["neural_rendering_resolution"]:
             kwargs["neural_rendering_resolution"] = content["neural_rendering_resolution"]
     generator = TriPlaneGenerator(**kwargs)
     state_dict = {k: v for k, v in content["state_dict"].items() if k not in UNUSED_GENERATOR_KEYS}
-    load_strict(generator, state_dict, path, "generator")
+    load_strict(generator, state_dict, source, "generator")
     return generator
 
 
