@@ -99,10 +99,14 @@ class TriPlaneGenerator(nn.Module):
         """ws ``(B, num_ws, 512)`` → tri-plane ``(B, 96, R, R)`` (three 32-channel planes)."""
         return self.backbone.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
+    def sample_points(self, planes: torch.Tensor, coordinates: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The decoder at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``: ``rgb (B, M, 32)`` (features;
+        the first three are the colour) and raw (pre-activation) ``sigma (B, M, 1)``."""
+        return self.renderer.run_model(self._split_planes(planes), self.decoder, coordinates, self.rendering_kwargs)
+
     def sample_density(self, planes: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
         """Raw (pre-activation) density ``(B, M, 1)`` at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``."""
-        out = self.renderer.run_model(self._split_planes(planes), self.decoder, coordinates, self.rendering_kwargs)
-        return out["sigma"]
+        return self.sample_points(planes, coordinates)["sigma"]
 
     def render_planes(
         self,

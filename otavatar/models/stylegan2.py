@@ -373,7 +373,7 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution of the 'skip' synthesis network: [conv0 ×2 up], conv1, torgb."""
+    """One resolution of the 'skip' synthesis network: [conv0 ×up], conv1, torgb (``up`` 2, or 1 to keep the size)."""
 
     def __init__(
         self,
@@ -389,6 +389,7 @@ class SynthesisBlock(nn.Module):
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
         fused_modconv_default: bool | str = True,
+        up: int = 2,
         **layer_kwargs,
     ) -> None:
         super().__init__()
@@ -401,6 +402,7 @@ class SynthesisBlock(nn.Module):
         self.is_last = is_last
         self.use_fp16 = use_fp16
         self.fused_modconv_default = fused_modconv_default
+        self.up = up
         self.register_buffer("resample_filter", fir_filter(resample_filter))
         self.num_conv = 0
         self.num_torgb = 0
@@ -408,7 +410,7 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim, resolution, up=2,
+                in_channels, out_channels, w_dim, resolution, up=up,
                 resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs,
             )
             self.num_conv += 1
@@ -452,7 +454,8 @@ class SynthesisBlock(nn.Module):
             return x, y
         with torch.autocast(ws.device.type, enabled=False):
             # The skip image (the tri-plane in EG3D's backbone) accumulates in fp32, as in the release.
-            img = upsample2d(img, self.resample_filter)
+            if self.up == 2:
+                img = upsample2d(img, self.resample_filter)
         return x, img.add_(y) if not (torch.is_grad_enabled() and (img.requires_grad or y.requires_grad)) else img + y
 
 
