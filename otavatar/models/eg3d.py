@@ -8,6 +8,8 @@ planes across camera changes.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -96,12 +98,24 @@ class TriPlaneGenerator(nn.Module):
         return self.backbone.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
 
     def synthesize_planes(self, ws: torch.Tensor, noise_mode: str = "const", **synthesis_kwargs) -> torch.Tensor:
-        """ws ``(B, num_ws, 512)`` → tri-plane ``(B, 96, R, R)`` (three 32-channel planes)."""
-        return self.backbone.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
+        """ws ``(B, num_ws, 512)`` → tri-plane ``(B, 96, R, R)`` (three 32-channel planes).
+
+        Under fp16 autocast the backbone runs in fp32: EG3D trained it in fp32 without a conv clamp
+        (num_fp16_res 0, conv_clamp None), so nothing keeps its activations within fp16's range.
+        bf16 has fp32's range, and autocast applies to it as usual.
+        """
+        device_type = ws.device.type
+        fp16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+        with torch.autocast(device_type, enabled=False) if fp16 else contextlib.nullcontext():
+            return self.backbone.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
     def sample_density(self, planes: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
-        """Raw (pre-activation) density ``(B, M, 1)`` at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``."""
-        out = self.renderer.run_model(self._split_planes(planes), self.decoder, coordinates, self.rendering_kwargs)
+        """Raw (pre-activation) density ``(B, M, 1)`` at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``.
+
+        fp32 under autocast, as :meth:`render_planes`: the TV regulariser compares points 0.004 apart.
+        """
+        with torch.autocast(planes.device.type, enabled=False):
+            out = self.renderer.run_model(self._split_planes(planes.float()), self.decoder, coordinates.float(), self.rendering_kwargs)
         return out["sigma"]
 
     def render_planes(
