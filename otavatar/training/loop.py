@@ -16,7 +16,7 @@ from otavatar.training import checkpointing
 from otavatar.training.batches import training_batches
 from otavatar.training.distributed import DistributedContext, broadcast_parameters
 from otavatar.training.monitor import TrainingMonitor
-from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings, host_scalars
 
 
 @dataclass
@@ -123,7 +123,7 @@ def train(
                 raise
             monitor.advance()
             if iteration % run.log_every == 0 or iteration == run.iterations:
-                monitor.log_scalars(iteration, logs, run.batch_size * context.world_size)
+                monitor.log_scalars(iteration, host_scalars(logs), run.batch_size * context.world_size)
             if context.is_main and run.image_every and iteration % run.image_every == 0:
                 monitor.log_images(iteration, _preview(trainer, batch))
             if iteration % run.checkpoint_every == 0 or iteration == run.iterations:
