@@ -21,6 +21,8 @@ from otavatar.one_shot import PivotalTuningSettings, build_avatar
 
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "pretrained" / "otavatar_tiny.pt"
+# Steps between loss readings on the progress bar: each reading waits for the device.
+PROGRESS_EVERY = 10
 
 
 def load_model(checkpoint: str | Path, device: str) -> tuple[Animator, dict, str]:
@@ -84,8 +86,9 @@ def construct(args: argparse.Namespace, animator: Animator, model_config: dict, 
     pti = PivotalTuningSettings(args.pti_steps, args.pti_lr) if args.pti else None
     bar = tqdm(total=settings.w_steps + settings.w_plus_steps + (pti.steps if pti else 0), desc="invert")
 
-    def progress(phase: str, step: int, value: float) -> None:
-        bar.set_postfix(phase=phase, loss=f"{value:.4f}", refresh=False)
+    def progress(phase: str, step: int, value: torch.Tensor) -> None:
+        if step % PROGRESS_EVERY == 0:
+            bar.set_postfix(phase=phase, loss=f"{float(value):.4f}", refresh=False)
         bar.update()
 
     target = {key: value.to(args.device) for key, value in target.items()}

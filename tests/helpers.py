@@ -83,3 +83,26 @@ class HostReads:
 
     def clear(self) -> None:
         self.calls.clear()
+
+
+class TensorConstructions:
+    """Counts tensors built from Python data (``torch.tensor``, ``torch.as_tensor``, ``new_tensor``) by
+    otavatar's own code: on a GPU each is a host-to-device copy."""
+
+    def __init__(self, monkeypatch, package_dir: str = "/otavatar/") -> None:
+        import sys
+
+        self.calls: list[tuple[str, int]] = []
+
+        def counting(original):
+            def build(*args, **kwargs):
+                caller = sys._getframe(1)
+                if package_dir in caller.f_code.co_filename:
+                    self.calls.append((caller.f_code.co_name, caller.f_lineno))
+                return original(*args, **kwargs)
+
+            return build
+
+        monkeypatch.setattr(torch, "tensor", counting(torch.tensor))
+        monkeypatch.setattr(torch, "as_tensor", counting(torch.as_tensor))
+        monkeypatch.setattr(torch.Tensor, "new_tensor", counting(torch.Tensor.new_tensor))
