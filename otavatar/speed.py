@@ -129,23 +129,47 @@ def speed_mode(generator: nn.Module, mode: SpeedMode, device: torch.device | str
     mode = mode.resolved(device)
     saved_kwargs = dict(generator.rendering_kwargs)
     saved_resolution = generator.neural_rendering_resolution
+    saved_dtype = generator.autocast_dtype
     coarse, fine = mode.samples(generator)
     generator.rendering_kwargs["depth_resolution"] = coarse
     generator.rendering_kwargs["depth_resolution_importance"] = fine
     if mode.neural_rendering_resolution is not None:
         generator.neural_rendering_resolution = mode.neural_rendering_resolution
-    autocast = (
-        torch.autocast(device.type, dtype=getattr(torch, mode.precision))
-        if mode.precision != "float32"
-        else contextlib.nullcontext()
-    )
+    # The generator's own convolutions only: other networks in the block (controller, losses, metric
+    # extractors) keep their precision.
+    generator.autocast_dtype = getattr(torch, mode.precision) if mode.precision != "float32" else None
     try:
-        with autocast:
-            yield mode
+        yield mode
     finally:
         generator.rendering_kwargs.clear()
         generator.rendering_kwargs.update(saved_kwargs)
         generator.neural_rendering_resolution = saved_resolution
+        generator.autocast_dtype = saved_dtype
+
+
+@dataclass(frozen=True)
+class CudaSettings:
+    """Process-wide CUDA backend switches, applied by :func:`configure_cuda` (harmless without a GPU).
+
+    Args:
+        cudnn_benchmark: cuDNN times its convolution algorithms on the first call of each input shape
+            and keeps the fastest. Shapes are fixed by the preset, the batch size and the rendering
+            resolution, so only the first calls pay (benchmarks warm up past them).
+        tf32: TF32 tensor cores for fp32 matrix products and convolutions (Ampere and later): faster,
+            with a 10-bit mantissa. Off by default because parity with the release (the exact mode)
+            holds only in full fp32; PyTorch's own default turns it on for cuDNN convolutions.
+    """
+
+    cudnn_benchmark: bool = True
+    tf32: bool = False
+
+
+def configure_cuda(settings: CudaSettings = CudaSettings()) -> None:
+    """Apply ``settings`` to this process's CUDA backends."""
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    precision = "tf32" if settings.tf32 else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
 
 
 def keep_freed_memory() -> bool:

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from otavatar.models.rendering import Softplus
 from otavatar.models.stylegan2 import FP16_CLAMP, SynthesisLayer
-from otavatar.speed import SPEED_MODES, native_low_precision
+from otavatar.config import compose_config
+from otavatar.speed import SPEED_MODES, CudaSettings, configure_cuda, native_low_precision
 from tests.helpers import micro_animator
 
 LARGE = [-200.0, -30.0, -20.0, 0.0, 17.9, 18.0, 19.99, 20.0, 20.01, 90.0, 200.0, 1000.0, 60000.0]
@@ -83,3 +84,44 @@ def test_density_samples_stay_fp32_under_autocast():
             under_bf16 = generator.sample_density(planes, coordinates)
     assert under_bf16.dtype == torch.float32
     assert torch.equal(under_bf16, exact)
+
+
+@pytest.fixture
+def restore_cuda_flags():
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    yield
+    torch.backends.cudnn.benchmark = saved[0]
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved[1:]
+
+
+def test_cuda_defaults_autotune_convolutions_and_keep_fp32_exact(restore_cuda_flags):
+    """PyTorch's default runs cuDNN convolutions in TF32 on Ampere+, which breaks parity with the release."""
+    configure_cuda()
+    assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee" and torch.backends.cudnn.conv.fp32_precision == "ieee"
+    configure_cuda(CudaSettings(tf32=True))
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32" and torch.backends.cudnn.conv.fp32_precision == "tf32"
+
+
+@pytest.mark.parametrize("config_name", ["train", "pretrain"])
+def test_training_configs_hold_the_cuda_defaults(config_name):
+    assert CudaSettings(**compose_config(config_name=config_name).cuda) == CudaSettings()
+
+
+def test_a_speed_mode_sets_the_generators_precision_only():
+    """The fp16 mode (GPUs without bf16) emulated on the CPU: the backbone stays fp32, the
+    super-resolution runs in fp16, and nothing else in the block (losses, metric networks) is autocast."""
+    from otavatar.benchmarking import frontal_camera, psnr
+    from otavatar.speed import SpeedMode, speed_mode
+
+    generator = micro_animator().generator.eval()
+    ws = generator.w_avg.expand(1, generator.num_ws, -1) + torch.randn(1, generator.num_ws, 512, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exact = generator.synthesis(ws, frontal_camera(1), deterministic=True)
+        with speed_mode(generator, SpeedMode("fp16", precision="float16")):
+            assert not torch.is_autocast_enabled("cpu")
+            half = generator.synthesis(ws, frontal_camera(1), deterministic=True)
+    assert generator.autocast_dtype is None
+    assert torch.equal(half["planes"], exact["planes"]) and torch.equal(half["image_raw"], exact["image_raw"])
+    assert half["image"].dtype == torch.float32 and not torch.equal(half["image"], exact["image"])
+    assert psnr(half["image"], exact["image"]) > 40

@@ -77,3 +77,27 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     config = {"model": {"name": "other"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
     with pytest.raises(ConfigMismatchError, match="model.name: 'micro' in the checkpoint, 'other' now"):
         train(micro_animator(), pixel_loss, RandomPairs(), settings, run, config, SINGLE)
+
+
+def test_batches_are_pinned_when_the_model_is_on_an_accelerator(tmp_path, monkeypatch):
+    """Pinned host memory lets the loop's non_blocking copies overlap computation (a meta device stands in for CUDA)."""
+    from otavatar.training import loop
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(loop, "training_batches", record)
+    accelerator = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("meta"))
+    run = RunSettings(run_dir=tmp_path, iterations=1, batch_size=2)
+    with pytest.raises(Stop):
+        train(micro_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, accelerator)
+    assert seen["pin_memory"] is True
+    with pytest.raises(Stop):
+        train(micro_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, SINGLE)
+    assert seen["pin_memory"] is False

@@ -59,6 +59,9 @@ class TriPlaneGenerator(nn.Module):
         self.img_channels = img_channels
         self.rendering_kwargs = rendering_kwargs
         self.neural_rendering_resolution = neural_rendering_resolution
+        # Autocast dtype of the synthesis and super-resolution convolutions (set by otavatar.speed.speed_mode);
+        # None leaves them to the caller's autocast.
+        self.autocast_dtype: torch.dtype | None = None
         self.renderer = ImportanceRenderer()
         self.backbone = StyleGAN2Backbone(
             z_dim, c_dim, w_dim, img_resolution=plane_resolution, img_channels=3 * PLANE_CHANNELS,
@@ -100,13 +103,11 @@ class TriPlaneGenerator(nn.Module):
     def synthesize_planes(self, ws: torch.Tensor, noise_mode: str = "const", **synthesis_kwargs) -> torch.Tensor:
         """ws ``(B, num_ws, 512)`` → tri-plane ``(B, 96, R, R)`` (three 32-channel planes).
 
-        Under fp16 autocast the backbone runs in fp32: EG3D trained it in fp32 without a conv clamp
+        Under fp16 the backbone runs in fp32: EG3D trained it in fp32 without a conv clamp
         (num_fp16_res 0, conv_clamp None), so nothing keeps its activations within fp16's range.
         bf16 has fp32's range, and autocast applies to it as usual.
         """
-        device_type = ws.device.type
-        fp16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
-        with torch.autocast(device_type, enabled=False) if fp16 else contextlib.nullcontext():
+        with self._convolution_precision(ws.device.type, backbone=True):
             return self.backbone.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
     def sample_density(self, planes: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
@@ -153,9 +154,19 @@ class TriPlaneGenerator(nn.Module):
 
     def super_resolve(self, image_raw: torch.Tensor, image_feature: torch.Tensor, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
         """Raw image ``(B, 3, r, r)`` + features ``(B, 32, r, r)`` + ws ``(B, num_ws, 512)`` → ``(B, 3, H, W)``."""
-        return self.superresolution(
-            image_raw, image_feature, ws, noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **block_kwargs
-        )
+        with self._convolution_precision(ws.device.type):
+            return self.superresolution(
+                image_raw, image_feature, ws, noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **block_kwargs
+            )
+
+    def _convolution_precision(self, device_type: str, backbone: bool = False) -> contextlib.AbstractContextManager:
+        """Autocast for the convolutions: :attr:`autocast_dtype`, else the caller's; fp32 for the backbone instead of fp16."""
+        dtype = self.autocast_dtype
+        if dtype is None and torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        if backbone and dtype == torch.float16:
+            return torch.autocast(device_type, enabled=False)
+        return torch.autocast(device_type, dtype=dtype) if self.autocast_dtype is not None else contextlib.nullcontext()
 
     def synthesis(
         self,

@@ -13,6 +13,7 @@ from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
 from otavatar.losses.animation import AnimationLoss
+from otavatar.speed import CudaSettings, configure_cuda
 from otavatar.models.animator import Animator
 from otavatar.training.distributed import DistributedContext, init_distributed, main_process_first, shutdown_distributed
 from otavatar.training.loop import RunSettings, train
@@ -56,6 +57,7 @@ def frame_source(data_cfg: DictConfig, image_size: int, generate: bool = True) -
 def train_from_config(cfg: DictConfig) -> Path:
     """Run (or resume) the training that ``cfg`` describes; returns the last checkpoint."""
     context: DistributedContext = init_distributed(cfg.device)
+    configure_cuda(CudaSettings(**cfg.cuda))
     try:
         animator = build_training_animator(cfg)
         loss = AnimationLoss.from_config(cfg.loss)

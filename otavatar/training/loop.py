@@ -101,7 +101,10 @@ def train(
     trainer = DecouplingTrainer(animator, frame_loss, trainer_settings, world_size=context.world_size)
     start = _resume(trainer, run, config, context, print if context.is_main else (lambda _: None))
     monitor = TrainingMonitor(run.run_dir, run.iterations, start, active=context.is_main)
-    batches = training_batches(dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers)
+    batches = training_batches(
+        dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers,
+        pin_memory=context.device.type != "cpu",
+    )
 
     def save(iteration: int) -> Path:
         rng = _all_rng_states(context)

@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from otavatar.config import build_generator
+from otavatar.speed import CudaSettings, configure_cuda
 from otavatar.training.checkpointing import atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
 
@@ -34,6 +35,7 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
+    configure_cuda(CudaSettings(**cfg.cuda))
     generator = build_generator(cfg.model.generator).to(device).train()
     settings = PretrainSettings(
         iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
