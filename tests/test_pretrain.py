@@ -111,3 +111,26 @@ def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():
     trainer.initialise_from({"G_ema": source.state_dict()})
     assert all(torch.equal(a, b) for a, b in zip(trainer.generator.state_dict().values(), source.state_dict().values()))
     assert all(torch.equal(trainer.embedding.state_dict()[key], value) for key, value in fresh.items())
+
+
+# Copying weights into meta parameters is a no-op that torch warns about; the device is only a stand-in.
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_resuming_onto_an_accelerator_reads_the_checkpoint_to_the_cpu(tmp_path):
+    """The GPU resume crash, emulated with the meta device: the data generator's and the global RNG
+    states must be CPU byte tensors; weights and optimiser states move to the generator's device."""
+    from otavatar.training.checkpointing import save_checkpoint
+    from otavatar.training.pretrain_from_config import resume_pretraining
+
+    settings = PretrainSettings(iterations=2, batch_size=1)
+    trainer = GeneratorPretrainer(build_generator(micro_config().generator), settings, seed=0)
+    for parameter in trainer.optimizer.param_groups[0]["params"]:
+        parameter.grad = torch.full_like(parameter, 1e-3)
+    trainer.optimizer.step()
+    trainer.iteration = 1
+    with torch.random.fork_rng(devices=[]):
+        save_checkpoint({"pretrainer": trainer.state_dict()}, tmp_path, 1, keep=1)
+        on_accelerator = GeneratorPretrainer(build_generator(micro_config().generator).to("meta"), settings, seed=0)
+        assert resume_pretraining(on_accelerator, tmp_path) is not None
+    assert on_accelerator.iteration == 1
+    states = list(on_accelerator.optimizer.state.values())
+    assert states and all(state["exp_avg"].device.type == "meta" for state in states)

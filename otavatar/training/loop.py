@@ -50,7 +50,9 @@ def _resume(trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, A
     path = Path(run.resume) if run.resume else checkpointing.latest_checkpoint(run.run_dir)
     if path is None:
         return 0
-    state = checkpointing.load_checkpoint(path, map_location=context.device)
+    # To the CPU: RNG states must stay CPU byte tensors (torch.set_rng_state refuses others), and
+    # load_state_dict moves weights and optimiser states to the networks' device.
+    state = checkpointing.load_checkpoint(path, map_location="cpu")
     differences = checkpointing.config_differences(
         {k: state["config"].get(k) for k in ("model", "trainer")}, {k: config.get(k) for k in ("model", "trainer")}
     )
