@@ -13,8 +13,8 @@ from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
 from otavatar.losses.animation import AnimationLoss
-from otavatar.speed import CudaSettings, configure_cuda
 from otavatar.models.animator import Animator
+from otavatar.speed import CudaSettings, configure_cuda
 from otavatar.training.distributed import DistributedContext, init_distributed, main_process_first, shutdown_distributed
 from otavatar.training.loop import RunSettings, train
 from otavatar.training.trainer import TrainerSettings
