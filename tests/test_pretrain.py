@@ -143,3 +143,26 @@ def test_field_samples_carry_the_closed_form_head_and_are_learned():
     for _ in range(6):
         terms = trainer.step()
     assert "l1_image" not in terms and loss_on_batch() < first
+
+
+# Copying weights into meta parameters is a no-op that torch warns about; the device is only a stand-in.
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_resuming_onto_an_accelerator_reads_the_checkpoint_to_the_cpu(tmp_path):
+    """The GPU resume crash, emulated with the meta device: the data generator's and the global RNG
+    states must be CPU byte tensors; weights and optimiser states move to the generator's device."""
+    from otavatar.training.checkpointing import save_checkpoint
+    from otavatar.training.pretrain_from_config import resume_pretraining
+
+    settings = PretrainSettings(iterations=2, batch_size=1)
+    trainer = GeneratorPretrainer(build_generator(micro_config().generator), settings, seed=0)
+    for parameter in trainer.optimizer.param_groups[0]["params"]:
+        parameter.grad = torch.full_like(parameter, 1e-3)
+    trainer.optimizer.step()
+    trainer.iteration = 1
+    with torch.random.fork_rng(devices=[]):
+        save_checkpoint({"pretrainer": trainer.state_dict()}, tmp_path, 1, keep=1)
+        on_accelerator = GeneratorPretrainer(build_generator(micro_config().generator).to("meta"), settings, seed=0)
+        assert resume_pretraining(on_accelerator, tmp_path) is not None
+    assert on_accelerator.iteration == 1
+    states = list(on_accelerator.optimizer.state.values())
+    assert states and all(state["exp_avg"].device.type == "meta" for state in states)

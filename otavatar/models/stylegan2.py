@@ -15,6 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATION_GAINS = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
+# The release's conv_clamp for its fp16 layers; layers built without a clamp get it when they run in
+# fp16 (under autocast), whose range ends at ±65504.
+FP16_CLAMP = 256.0
+
+
+def activation_clamp(conv_clamp: float | None, x: torch.Tensor) -> float | None:
+    """The clamp of a layer whose output is ``x``: its own, or :data:`FP16_CLAMP` for unclamped fp16 output."""
+    if conv_clamp is None and x.dtype == torch.float16:
+        return FP16_CLAMP
+    return conv_clamp
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -341,7 +351,8 @@ class SynthesisLayer(nn.Module):
             x, self.weight, styles, noise, self.up, self.resample_filter, fused_modconv=fused_modconv,
             bias=self.bias, gain=self.act_gain * gain,
         )
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        clamp = activation_clamp(self.conv_clamp, x)
+        act_clamp = clamp * gain if clamp is not None else None
         return bias_act(x, None, self.activation, gain=1, clamp=act_clamp, inplace=True)
 
 
@@ -369,7 +380,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias)
-        return bias_act(x, None, clamp=self.conv_clamp, inplace=True)
+        return bias_act(x, None, clamp=activation_clamp(self.conv_clamp, x), inplace=True)
 
 
 class SynthesisBlock(nn.Module):
