@@ -64,7 +64,8 @@ class PretrainSettings:
     w_avg_samples: int = 2048
     field_iterations: int = 0  # the first iterations train on closed-form fields only (no rendering)
     field_weight: float = 0.0  # the field term's weight in the image iterations
-    field_points: int = 8192  # points per head: half near the surface, the rest uniform in the box
+    field_points: int = 8192  # points per head: half near the surface, half along view rays
+    image_batch_size: int | None = None  # heads per image iteration (None: batch_size); rendering costs more per head
 
 
 class ParameterEmbedding(nn.Module):
@@ -78,9 +79,11 @@ class ParameterEmbedding(nn.Module):
         return self.net(parameters)
 
 
-# Opacity of a point's density over this depth is what the field term compares with occupancy: about
-# the spacing of the fine samples, so "occupied" means opaque within a few of them.
-OPACITY_DEPTH = 0.02
+# The field term compares a point's opacity over a depth with its occupancy. Occupied points must be
+# opaque within a few fine samples; empty ones transparent over a long stretch of a ray, or the
+# faint density left in empty space adds up along it into a coloured haze.
+OCCUPIED_DEPTH = 0.02
+EMPTY_DEPTH = 0.5
 # Rays per side cast from each view, and the depth jitter of the points around the surface they hit.
 FIELD_RAYS = 48
 SURFACE_JITTER = 0.03
@@ -172,12 +175,16 @@ def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, r
 
 
 def field_loss(generator: TriPlaneGenerator, planes: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Binary cross-entropy of the decoder's opacity over ``OPACITY_DEPTH`` against the closed-form occupancy,
-    plus L1 of its colour where the colour is known (``field_samples``), at points ``(B, N, 3)``."""
+    """Cross-entropy of the decoder's opacity against the closed-form occupancy (over ``OCCUPIED_DEPTH`` where
+    occupied, ``EMPTY_DEPTH`` where empty), plus L1 of its colour where the colour is known
+    (``field_samples``), at points ``(B, N, 3)``."""
     out = generator.sample_points(planes, batch["points"])
     sigma = F.softplus(out["sigma"][..., 0] - 1)
-    opacity = (1 - torch.exp(-sigma * OPACITY_DEPTH)).clamp(1e-5, 1 - 1e-5)
-    occupancy = F.binary_cross_entropy(opacity, batch["occupancy"].float())
+    occupied = batch["occupancy"]
+    # −log(1 − opacity) of an empty point is σ·depth; −log(opacity) of an occupied one, written stably.
+    empty_loss = sigma * EMPTY_DEPTH
+    occupied_loss = -torch.log((-torch.expm1(-sigma * OCCUPIED_DEPTH)).clamp_min(1e-6))
+    occupancy = torch.where(occupied, occupied_loss, empty_loss).mean()
     colour = (out["rgb"][..., :3] - batch["colour"]).abs()[batch["colour_mask"]].mean()
     return occupancy + colour, {"field_occupancy": occupancy.item(), "field_colour": colour.item()}
 
@@ -212,11 +219,12 @@ class GeneratorPretrainer:
         settings = self.settings
         fields_only = self.iteration < settings.field_iterations
         field_weight = 1.0 if fields_only else settings.field_weight
-        batch = sample_heads(settings.batch_size, self.generator.img_resolution, self.data_generator, settings.extra_view_yaws,
+        batch_size = settings.batch_size if fields_only else settings.image_batch_size or settings.batch_size
+        batch = sample_heads(batch_size, self.generator.img_resolution, self.data_generator, settings.extra_view_yaws,
                              field_points=settings.field_points if field_weight else 0, images=not fields_only,
                              depth_range=(self.generator.rendering_kwargs["ray_start"], self.generator.rendering_kwargs["ray_end"]))
         batch = {key: value.to(device) for key, value in batch.items()}
-        ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(settings.batch_size, self.generator))
+        ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(batch_size, self.generator))
         planes = self.generator.synthesize_planes(ws)
         loss, terms = torch.zeros((), device=device), {}
         if not fields_only:
