@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
-from otavatar.data.synthetic import BACKGROUND_COLOUR
 from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_loss, reconstruction_loss, render_views,
                                         sample_heads)
 from tests.helpers import micro_config
@@ -124,10 +123,8 @@ def test_field_samples_carry_the_closed_form_head_and_are_learned():
     surface = batch["points"][:, :1024]
     # Half the points hug the visible surface: about half of them inside, all with a known colour.
     assert 0.3 < batch["occupancy"][:, :1024].float().mean() < 0.7 and batch["colour_mask"][:, :1024].all()
-    # Outside the plane box (where planes read zeros) the renderer must end on an opaque background.
-    outside = (batch["points"].abs() > 0.5).any(-1)
-    assert outside.any() and batch["occupancy"][outside].all() and batch["colour_mask"][outside].all()
-    assert torch.allclose(batch["colour"][outside], torch.tensor(BACKGROUND_COLOUR).expand(int(outside.sum()), 3))
+    # The other half lie along view rays: mostly empty space, which must stay transparent.
+    assert batch["occupancy"][:, 1024:].float().mean() < 0.3 and not batch["colour_mask"][:, 1024:].any()
     assert surface.norm(dim=-1).max() < 0.5  # the heads sit well inside the box
 
     torch.manual_seed(0)

@@ -28,7 +28,9 @@ EXPRESSION_PARAMETERS = ("jaw_open", "smile", "right_eyelid", "left_eyelid", "br
 # Part ids of the label map.
 BACKGROUND, SKIN, HAIR, EYE_WHITE, IRIS, MOUTH, LIPS = range(7)
 PART_NAMES = ("background", "skin", "hair", "eye_white", "iris", "mouth", "lips")
-BACKGROUND_COLOUR = (0.86, 0.87, 0.9)
+# White, what a tri-plane renderer with white_back shows where a ray meets nothing: empty space is
+# then empty everywhere, so the generator needs no opaque backdrop of its own.
+BACKGROUND_COLOUR = (1.0, 1.0, 1.0)
 LIGHT = (0.35, 0.45, 0.82)
 HEAD_SCALE = 0.86
 

@@ -31,7 +31,6 @@ from torch import nn
 
 from otavatar.camera import TRACKER_FOCAL, head_pose_camera, look_at_camera
 from otavatar.data.synthetic import (
-    BACKGROUND_COLOUR,
     EXPRESSION_PARAMETERS,
     EXTRA_VIEW_YAWS,
     IDENTITY_PARAMETERS,
@@ -96,9 +95,9 @@ def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: tor
 
     Half the points lie on view rays within ``SURFACE_JITTER`` of the visible surface and carry its
     colour on both sides (the renderer averages neighbouring samples' colours). The other half lie on
-    view rays at uniform depths of the renderer's ``depth_range``, where the renderer queries: inside
-    the box [−½, ½]³ they carry the head's occupancy (empty space must stay transparent), outside it,
-    where some planes read zeros, an opaque background colour (what rays that miss the head end on).
+    view rays at uniform depths of the renderer's ``depth_range``, where the renderer queries, and
+    carry the head's occupancy: empty space must stay transparent (the renderer's white background
+    shows through it).
     """
     view_head = HeadModel(identity, expression.expand(len(cameras), -1))
     hits, hit, directions = surface_points(view_head, cameras, FIELD_RAYS)
@@ -113,11 +112,12 @@ def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: tor
     depth = depth_range[0] + (depth_range[1] - depth_range[0]) * torch.rand(along, 1, generator=generator)
     ray_points = origins.reshape(-1, 3)[ray] + depth * directions.reshape(-1, 3)[ray]
     points = torch.cat([hit_points + jitter * hit_directions, ray_points])
-    occupancy, colour = head_fields(head, points[None])
-    outside = (points.abs() > 0.5).any(-1)
-    known_colour = torch.cat([torch.ones(surface, dtype=torch.bool), torch.zeros(along, dtype=torch.bool)]) | outside
-    colour = torch.where(outside[:, None], torch.tensor(BACKGROUND_COLOUR), torch.cat([surface_colour[0], colour[0, surface:]]))
-    return {"points": points, "occupancy": occupancy[0] | outside, "colour": colour, "colour_mask": known_colour}
+    occupancy, _ = head_fields(head, points[None])
+    return {
+        "points": points, "occupancy": occupancy[0],
+        "colour": torch.cat([surface_colour[0], torch.zeros(along, 3)]),
+        "colour_mask": torch.cat([torch.ones(surface, dtype=torch.bool), torch.zeros(along, dtype=torch.bool)]),
+    }
 
 
 def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, extra_view_yaws=EXTRA_VIEW_YAWS,

@@ -46,6 +46,9 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
+    # Empty space drives densities toward zero, and their gradients into denormal floats, which
+    # run 10-20× slower on x86 CPUs; flushing them to zero changes nothing that matters.
+    torch.set_flush_denormal(True)
     device = _device(cfg.device)
     configure_cuda(CudaSettings(**cfg.cuda))
     generator = build_generator(cfg.model.generator).to(device).train()
