@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from otavatar.errors import FileFormatError, MissingInputError
+from otavatar.files import load_torch_file
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
@@ -24,7 +26,7 @@ from otavatar.models.eg3d import TriPlaneGenerator
 UNUSED_GENERATOR_KEYS = ("dataset_label_std",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FileFormatError):
     """A checkpoint file that cannot be used: names the file and what was expected and found."""
 
 
@@ -134,6 +136,8 @@ def read_eg3d_pickle(path: str | Path, network: str = "G_ema") -> dict:
         ``{'state_dict', 'init_kwargs', 'rendering_kwargs', 'neural_rendering_resolution'}``.
     """
     path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: file does not exist (expected an EG3D network pickle)")
     try:
         with open(path, "rb") as handle:
             data = RestrictedUnpickler(handle, str(path)).load()
@@ -192,24 +196,13 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     module.load_state_dict(state_dict, strict=True)
 
 
-def _torch_load(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error}); the file is truncated or not a checkpoint") from error
-
-
 def read_generator_state(path: str | Path) -> dict:
     """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth`` (with the architecture when it
     records its model preset under ``'model'``, as scripts/pretrain_generator.py does), or a bare state dict."""
     path = Path(path)
     if path.suffix == ".pkl":
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path}: file does not exist")
         return read_eg3d_pickle(path)
-    data = _torch_load(path)
+    data = load_torch_file(path, "generator weights", CheckpointError)
     init_kwargs = None
     if isinstance(data, Mapping) and "G_ema" in data:
         model = data.get("model")
@@ -264,8 +257,12 @@ def load_release_animator(
         use_ema: the EMA weights (``net_Warp_ema``/``net_G_ema``, what the release's inference uses)
             or the live ones (``net_Warp``/``net_G``, saved with a DDP ``module.`` prefix).
     """
-    path = Path(path)
-    data = _torch_load(path)
+    return _release_animator(load_torch_file(path, "a checkpoint", CheckpointError), Path(path), generator_kwargs, controller_kwargs, use_ema)
+
+
+def _release_animator(
+    data: Any, path: Path, generator_kwargs: Mapping[str, Any], controller_kwargs: Mapping[str, Any], use_ema: bool
+) -> Animator:
     missing = [key for key in RELEASE_KEYS if not isinstance(data, Mapping) or key not in data]
     if missing:
         raise CheckpointError(f"{path}: not an OTAvatar training checkpoint; missing keys {missing}")
@@ -301,24 +298,14 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
     from omegaconf import OmegaConf
 
     from otavatar.config import build_animator, load_model_preset
-    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, MODEL_FORMAT, load_checkpoint
+    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, MODEL_FORMAT
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
-    try:
-        header = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error})") from error
-    if isinstance(header, Mapping) and header.get("format") == MODEL_FORMAT:
-        if not use_ema:
-            raise CheckpointError(f"{path}: an exported model holds only the EMA weights; use the training checkpoint for the live ones")
-        state = header
-    elif isinstance(header, Mapping) and header.get("format") == CHECKPOINT_FORMAT:
-        state = load_checkpoint(path)
-    else:
-        state = None
-    if state is not None:
+    state = load_torch_file(path, "a checkpoint", CheckpointError)
+    found = state.get("format") if isinstance(state, Mapping) else None
+    if found == MODEL_FORMAT and not use_ema:
+        raise CheckpointError(f"{path}: an exported model holds only the EMA weights; use the training checkpoint for the live ones")
+    if found in (MODEL_FORMAT, CHECKPOINT_FORMAT):
         model_config = state["config"]["model"]
         animator = build_animator(model_config)
         suffix = "_ema" if use_ema else ""
@@ -327,5 +314,5 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
         return animator.eval(), dict(model_config)
     preset = model_preset if model_preset is not None else load_model_preset("eg3d_ffhq512")
     model_config = OmegaConf.to_container(preset, resolve=True) if not isinstance(preset, dict) else dict(preset)
-    animator = load_release_animator(path, model_config["generator"], model_config["controller"], use_ema)
+    animator = _release_animator(state, path, model_config["generator"], model_config["controller"], use_ema)
     return animator.eval(), model_config

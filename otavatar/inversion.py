@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from otavatar.errors import InputError, check_integer, check_positive
 from otavatar.models.animator import Animator
 from otavatar.models.eg3d import TriPlaneGenerator
 
@@ -61,13 +62,21 @@ class InversionSettings:
     # crops on every step): same result, for benchmarks.
     reuse_static_work: bool = True
 
+    def __post_init__(self) -> None:
+        check_integer("w_steps", self.w_steps, 1)  # 0 W steps leave identity_w at w_avg, a generic head
+        check_integer("w_plus_steps", self.w_plus_steps, 0)
+        check_positive("lr", self.lr)
+        check_positive("camera_lr", self.camera_lr)
+        if self.sr_steps is not None:
+            check_integer("sr_steps", self.sr_steps, 0)
+
     @classmethod
     def from_config(cls, config: Mapping) -> InversionSettings:
         """From a schedule config (configs/inversion/*.yaml): fields of this class, unknown keys refused."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"inversion config: unknown keys {unknown}; known: {sorted(known)}")
+            raise InputError(f"inversion config: unknown keys {unknown}; known: {sorted(known)}")
         return cls(**dict(config))
 
     @property

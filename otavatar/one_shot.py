@@ -18,7 +18,7 @@ from PIL import Image
 from otavatar.camera import condition_to_camera, look_at_camera
 from otavatar.inversion import FrameLoss, InversionSettings, correct_intrinsics, invert
 from otavatar.models.animator import Animator
-from otavatar.motion import motion_from_coeffs, motion_window, read_coefficients
+from otavatar.motion import motion_from_coeffs, motion_window, read_coefficient_rows
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.crop import crop_increase
 from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait
@@ -41,13 +41,13 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
     neutral expression seen from the front (with a warning).
     """
     size = model_config["generator"]["img_resolution"]
+    rows = read_coefficient_rows(coefficients_file)[:1] if coefficients_file is not None else None  # checked before the photo
     portrait = align_portrait(path, PreprocessSettings(size=512, increase=crop_increase(model_config)))
     image = np.asarray(Image.fromarray(portrait.image).resize((size, size), Image.Resampling.LANCZOS))
     coefficients, motion_source = portrait.coefficients, "Deep3DFaceRecon"
-    if coefficients_file is not None:
-        motion = read_coefficients(coefficients_file)[:1]
-        raw = _raw_rows(coefficients_file)
-        coefficients = raw[0] if raw is not None and raw.shape[1] == 260 else None
+    if rows is not None:
+        motion = motion_from_coeffs(rows)
+        coefficients = rows[0].numpy() if rows.shape[1] == 260 else None
         motion_source = str(coefficients_file)
     elif coefficients is not None:
         motion = motion_from_coeffs(torch.from_numpy(coefficients)[None])
@@ -70,16 +70,6 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
         "camera": camera,
     }
     return PortraitTarget(target, motion_source, camera_source)
-
-
-def _raw_rows(path: str | Path) -> np.ndarray | None:
-    """The raw rows of a .npy/.txt coefficient file (to see whether crop columns are there)."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        return np.atleast_2d(np.load(path))
-    if path.suffix in (".txt", ".csv"):
-        return np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-    return None
 
 
 @dataclass

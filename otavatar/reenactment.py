@@ -38,6 +38,7 @@ class DrivingVideo:
 
 def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], device: str = "cpu") -> DrivingVideo:
     """Preprocess a driving video (crops as the model's data, coefficients, cameras with the fixed smoothing)."""
+    media = open_media(path)  # an unreadable file is named before any network is loaded
     settings = PreprocessSettings(size=512, increase=crop_increase(model_config), device=device)
     extractors = Extractors(settings)
     if extractors.regressor is None:
@@ -45,7 +46,7 @@ def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], 
             f"driving with a video needs its 3DMM coefficients, and {extractors.missing}\n"
             "Alternatively drive with a coefficient file (--driving motion.npy) or a dataset video (--dataset, --video)."
         )
-    video = process_media(open_media(path), extractors, settings)
+    video = process_media(media, extractors, settings)
     images = torch.stack([
         torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
         for data in video.images

@@ -11,36 +11,38 @@ are reported as ``n/a (missing FILE)``; pretrained/README.md says where each fil
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
-from otavatar.cli import DEFAULT_CHECKPOINT, load_model
+from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, at_least, available_device, load_model, script
 from otavatar.config import load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.evaluation.protocols import BASELINES, PROTOCOLS, SYNTHETIC_ONLY_BASELINES
 from otavatar.evaluation.report import write_results
 from otavatar.evaluation.runner import EvaluationSettings, animation_fps, run_evaluation
+from otavatar.errors import InputError, MissingInputError
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
+from otavatar.files import check_outputs
 from otavatar.inversion import InversionSettings
 from otavatar.losses.animation import AnimationLoss
 from otavatar.metrics.suite import MetricSuite
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--dataset", default="datasets/synthetic_128", help="a dataset in the reference layout (its test list is evaluated)")
-    parser.add_argument("--resolution", type=int, default=None, help="the dataset's LMDB sub-folder (default: the model's)")
+    parser.add_argument("--resolution", type=at_least(1), default=None, help="the dataset's LMDB sub-folder (default: the model's)")
     parser.add_argument("--protocol", default="synthetic_cross_id", choices=PROTOCOLS)
     parser.add_argument("--driving", help="cross_id: the driving video (the paper: WRA_EricCantor_000)")
     parser.add_argument("--camera-source", default=None, choices=["ground_truth", "condition"],
                         help="default: ground_truth for synthetic_* protocols, condition otherwise")
-    parser.add_argument("--frames", type=int, default=None, help="frames per episode (default: the whole video)")
-    parser.add_argument("--episodes", type=int, default=None, help="evaluate only the first N episodes")
+    parser.add_argument("--frames", type=at_least(1), default=None, help="frames per episode (default: the whole video)")
+    parser.add_argument("--episodes", type=at_least(1), default=None, help="evaluate only the first N episodes")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<protocol>")
     parser.add_argument("--renders", type=Path, help="score frames rendered elsewhere: RENDERS/<episode>/00000.png …")
     parser.add_argument("--save-renders", action="store_true", help="also write OUT/renders/<episode>/*.png")
@@ -59,27 +61,14 @@ def main() -> None:
     parser.add_argument("--deep3dfacerecon", help="AED/APD regressor (epoch_20.pth)")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
     parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss (release needs VGG19 and ArcFace)")
-    parser.add_argument("--w-steps", type=int, default=100)
-    parser.add_argument("--w-plus-steps", type=int, default=100)
+    parser.add_argument("--w-steps", type=at_least(1), default=100)
+    parser.add_argument("--w-plus-steps", type=at_least(0), default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-
-    started = time.perf_counter()
+    parser.add_argument("--device", type=available_device, default="cpu")
+    args = parser.parse_args(argv)
+    if args.fps and args.renders:
+        parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
     synthetic = args.protocol.startswith("synthetic")
-    out = args.out or Path("results") / args.protocol
-    animator, model_config, sha256 = (None, None, None) if args.renders else load_model(args.checkpoint, args.device)
-    size = model_config["generator"]["img_resolution"] if model_config else None
-    dataset = Path(args.dataset)
-    if not dataset.is_dir():
-        parser.error(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
-    database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
-    camera_source = args.camera_source or ("ground_truth" if synthetic else "condition")
-    source = FrameSource(database, camera_source, image_size=size)
-
-    motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
-    paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
-    extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
     requested = args.baselines if args.baselines is not None else "static,still" + (",ground_truth_static" if synthetic else "")
     baselines = () if args.renders else tuple(name for name in requested.split(",") if name)
     unknown = set(baselines) - set(BASELINES)
@@ -87,6 +76,24 @@ def main() -> None:
         parser.error(f"--baselines: unknown {sorted(unknown)}; choose from {sorted(BASELINES)}")
     if not synthetic and set(baselines) & set(SYNTHETIC_ONLY_BASELINES):
         parser.error(f"--baselines: {sorted(SYNTHETIC_ONLY_BASELINES)} need a synthetic_* protocol (they render the true head)")
+
+    started = time.perf_counter()
+    out = args.out or Path("results") / args.protocol
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise MissingInputError(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
+    inputs = {"--checkpoint": None if args.renders else args.checkpoint, "--dataset": dataset, "--renders": args.renders, "--alexnet": args.alexnet,
+              "--inception": args.inception, "--arcface": args.arcface, "--deep3dfacerecon": args.deep3dfacerecon}
+    check_outputs(inputs, folders={"--out": out})
+    animator, model_config, sha256 = (None, None, None) if args.renders else load_model(args.checkpoint, args.device)
+    size = model_config["generator"]["img_resolution"] if model_config else None
+    database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
+    camera_source = args.camera_source or ("ground_truth" if synthetic else "condition")
+    source = FrameSource(database, camera_source, image_size=size)
+
+    motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
+    paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
+    extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
     methods = ["otavatar", *baselines]
     suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in methods}
 
@@ -111,8 +118,6 @@ def main() -> None:
         "inversion": {"w_steps": args.w_steps, "w_plus_steps": args.w_plus_steps, "loss": args.loss},
     }
     if args.fps:
-        if animator is None:
-            parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
         results["fps"] = animation_fps(animator, source, database.splits["test"][0])
     files = write_results(out, results)
     print(open(files[-1]).read())
@@ -123,7 +128,7 @@ def _only_resolution(dataset: Path) -> int:
     """The single LMDB resolution of ``dataset`` (when no model says which one)."""
     found = sorted(int(p.name) for p in dataset.iterdir() if p.is_dir() and p.name.isdigit())
     if len(found) != 1:
-        raise SystemExit(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
+        raise InputError(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
     return found[0]
 
 

@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from otavatar.cli import ScriptParser, at_least, available_device, script
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.files import atomic_write, check_outputs
 from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait, write_dataset
 
 
 def synthetic(args: argparse.Namespace) -> None:
+    check_outputs({}, folders={"--out": args.out})
     summary = write_synthetic_dataset(
         args.out, args.identities, args.videos, args.frames, args.resolution, args.seed, args.test_identities
     )
@@ -37,6 +40,7 @@ def _settings(args: argparse.Namespace) -> PreprocessSettings:
 
 
 def video(args: argparse.Namespace) -> None:
+    check_outputs({f"the input {path}": path for path in args.paths}, folders={"--out": args.out})
     summary = write_dataset(args.paths, args.out, _settings(args), args.test_fraction, args.test_person)
     print(summary)
     if summary.failed and not summary.written and not summary.skipped:
@@ -44,45 +48,47 @@ def video(args: argparse.Namespace) -> None:
 
 
 def portrait(args: argparse.Namespace) -> None:
+    out, stem = Path(args.out), Path(args.photo).stem
+    crop, landmarks = out / f"{stem}_crop.png", out / f"{stem}.npz"
+    check_outputs({"the photo": args.photo}, folders={"--out": out})
     result = align_portrait(args.photo, _settings(args))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.photo).stem
-    Image.fromarray(result.image).save(out / f"{stem}_crop.png")
+    atomic_write(crop, lambda handle: Image.fromarray(result.image).save(handle, format="PNG"))
     arrays = {"keypoints": result.keypoints, "box": result.box}
     if result.coefficients is not None:
         arrays |= {"coefficients": result.coefficients, "condition": result.condition}
-    np.savez(out / f"{stem}.npz", **arrays)
-    print(f"wrote {out / f'{stem}_crop.png'} ({args.size}²) and {out / f'{stem}.npz'} ({', '.join(arrays)})")
+    atomic_write(landmarks, lambda handle: np.savez(handle, **arrays))
+    print(f"wrote {crop} ({args.size}²) and {landmarks} ({', '.join(arrays)})")
     if result.missing:
         print(f"warning: no coefficients: {result.missing}")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=512, help="crop size (the reference data: 512)")
+    parser.add_argument("--size", type=at_least(1), default=512, help="crop size (the reference data: 512)")
     parser.add_argument("--increase", type=float, default=0.1, help="FOMM crop margin per side, as a fraction of the face box")
     parser.add_argument("--coefficient-weights", default=None, help="Deep3DFaceRecon epoch_20.pth (default: pretrained/deep3dfacerecon/)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=available_device, default="cpu")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     synth = commands.add_parser("synthetic", help="procedural talking heads with exact ground truth")
     synth.add_argument("--out", required=True)
-    synth.add_argument("--identities", type=int, default=40)
-    synth.add_argument("--videos", type=int, default=2, help="videos per identity")
-    synth.add_argument("--frames", type=int, default=64, help="frames per video")
-    synth.add_argument("--resolution", type=int, default=128, help="image size, 64 to 512")
+    synth.add_argument("--identities", type=at_least(1), default=40)
+    synth.add_argument("--videos", type=at_least(1), default=2, help="videos per identity")
+    synth.add_argument("--frames", type=at_least(1), default=64, help="frames per video")
+    synth.add_argument("--resolution", type=at_least(1), default=128, help="image size, 64 to 512")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--test-identities", type=int, default=None, help="default: a tenth of the identities")
+    synth.add_argument("--test-identities", type=at_least(0), default=None, help="default: a tenth of the identities")
     synth.set_defaults(run=synthetic)
     videos = commands.add_parser("video", help="real videos (files or folders of frames) → dataset; re-running resumes")
     videos.add_argument("paths", nargs="+")
     videos.add_argument("--out", required=True)
     _common(videos)
-    videos.add_argument("--batch-size", type=int, default=16)
-    videos.add_argument("--camera-smoothing", type=int, default=2, help="± frames averaged for cameras")
+    videos.add_argument("--batch-size", type=at_least(1), default=16)
+    videos.add_argument("--camera-smoothing", type=at_least(0), default=2, help="± frames averaged for cameras")
     videos.add_argument("--image-format", choices=("JPEG", "PNG"), default="JPEG")
     videos.add_argument("--test-fraction", type=float, default=0.1, help="share of persons (hash of the name before '#') in the test list")
     videos.add_argument("--test-person", action="append", default=[], help="put this person in the test list (repeatable)")
@@ -92,7 +98,7 @@ def main() -> None:
     photo.add_argument("--out", default="outputs/portrait")
     _common(photo)
     photo.set_defaults(run=portrait)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.run(args)
 
 

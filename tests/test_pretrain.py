@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
+from otavatar.files import load_torch_file
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, reconstruction_loss, render_views, sample_heads
 from tests.helpers import micro_config
 
@@ -69,7 +70,7 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
 
     torch.manual_seed(123)
     other = GeneratorPretrainer(build_generator(micro_config().generator).train(), PretrainSettings(batch_size=2, lr=3e-3))
-    other.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    other.load_state_dict(load_torch_file(tmp_path / "state.pt", "a pretrainer state"))
     assert other.iteration == 4
     resumed = other.step()
     assert resumed["loss"] == expected["loss"]
@@ -100,7 +101,7 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     first_state, second_state = torch.load(out, weights_only=True), torch.load(tmp_path / "stage2.pt", weights_only=True)
     assert set(second_state["embedding"]) == set(first_state["embedding"])
     missing = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two, f"run_dir={tmp_path / 'run3'}", f"init_generator={tmp_path / 'nope.pt'}"], capture_output=True, text=True)
-    assert missing.returncode != 0 and "nope.pt does not exist" in missing.stderr
+    assert missing.returncode != 0 and "nope.pt: file does not exist" in missing.stderr
 
 
 def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():

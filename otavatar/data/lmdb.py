@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from otavatar.errors import InputError
 from otavatar.files import atomic_write_text
 
 ARRAY_SHAPES = {"coeff_3dmm": (260,), "condition": (7,), "keypoint": (68, 2), "camera": (25,)}
@@ -67,7 +68,7 @@ def _open_readonly(path: Path) -> lmdb.Environment:
     return _READ_ENVIRONMENTS[resolved]
 
 
-class LmdbLayoutError(KeyError):
+class LmdbLayoutError(InputError, KeyError):
     """The dataset does not have the reference layout: names the path, video or key."""
 
     def __str__(self) -> str:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from otavatar.benchmarking import device_name, synchronize
 from otavatar.data.datasets import FrameSource
+from otavatar.errors import InputError, MissingInputError
 from otavatar.evaluation.protocols import Episode, baseline_frames, episodes, invert_source, render
 from otavatar.inversion import FrameLoss, InversionSettings
 from otavatar.metrics.suite import MetricSuite
@@ -54,12 +55,12 @@ def load_frames(folder: Path, count: int, size: int) -> torch.Tensor:
     """The first ``count`` PNG frames of ``folder`` as ``(count, 3, size, size)`` in [−1, 1]."""
     files = sorted(folder.glob("*.png"))
     if len(files) < count:
-        raise FileNotFoundError(f"--renders: {folder} holds {len(files)} PNG frames, the episode needs {count}")
+        raise MissingInputError(f"--renders: {folder} holds {len(files)} PNG frames, the episode needs {count}")
     frames = []
     for file in files[:count]:
         image = np.asarray(Image.open(file).convert("RGB"))
         if image.shape[:2] != (size, size):
-            raise ValueError(f"--renders: {file} is {image.shape[1]}×{image.shape[0]}, expected {size}×{size}")
+            raise InputError(f"--renders: {file} is {image.shape[1]}×{image.shape[0]}, expected {size}×{size}")
         frames.append(torch.from_numpy(image.copy()).permute(2, 0, 1))
     return torch.stack(frames).float() / 127.5 - 1
 

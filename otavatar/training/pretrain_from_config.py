@@ -8,17 +8,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from otavatar.config import build_generator
-from otavatar.training.checkpointing import atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint
+from otavatar.errors import FileFormatError
+from otavatar.files import load_torch_file
+from otavatar.training.checkpointing import atomic_torch_save, newest_loadable_checkpoint, save_checkpoint
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
 
 
-def load_pretrained_generator(path: Path, device: torch.device) -> dict:
+def load_pretrained_generator(path: Path) -> dict:
     """A file written by this recipe: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"init_generator: {path} does not exist (a file written by scripts/pretrain_generator.py)")
-    state = torch.load(path, map_location=device, weights_only=True)
-    if "G_ema" not in state:
-        raise KeyError(f"init_generator: {path} has no 'G_ema' (keys: {sorted(state)}); expected a file written by scripts/pretrain_generator.py")
+    state = load_torch_file(path, "a generator written by scripts/pretrain_generator.py")
+    if not isinstance(state, dict) or "G_ema" not in state:
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise FileFormatError(f"init_generator: {path} has no 'G_ema' (found {found}); expected a file written by scripts/pretrain_generator.py")
     return state
 
 
@@ -41,12 +42,12 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     )
     trainer = GeneratorPretrainer(generator, settings, cfg.seed)
     run_dir = Path(cfg.run_dir)
-    resume = latest_checkpoint(run_dir)
+    resume = newest_loadable_checkpoint(run_dir, print)
     if resume is not None:
-        trainer.load_state_dict(load_checkpoint(resume, device)["pretrainer"])
-        print(f"resumed from {resume} (iteration {trainer.iteration})")
+        trainer.load_state_dict(resume[1]["pretrainer"])
+        print(f"resumed from {resume[0]} (iteration {trainer.iteration})")
     elif cfg.init_generator:
-        trainer.initialise_from(load_pretrained_generator(Path(cfg.init_generator), device))
+        trainer.initialise_from(load_pretrained_generator(Path(cfg.init_generator)))
         print(f"started from {cfg.init_generator}")
     log_file = run_dir / "log.txt"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from otavatar.errors import InputError
 from otavatar.inversion import correct_intrinsics, initial_identity_code
 from otavatar.models.animator import Animator
 from otavatar.training.distributed import average_gradients
@@ -62,14 +63,14 @@ class TrainerSettings:
 
     def __post_init__(self) -> None:
         if self.identity_space not in ("w", "w_plus"):
-            raise ValueError(f"trainer.identity_space: expected 'w' or 'w_plus', found {self.identity_space!r}")
+            raise InputError(f"trainer.identity_space: expected 'w' or 'w_plus', found {self.identity_space!r}")
         if self.generator_trainable not in ("all", "superresolution", "decoder", "synthesis"):
-            raise ValueError(
+            raise InputError(
                 "trainer.generator_trainable: expected 'all', 'synthesis', 'decoder' or 'superresolution', "
                 f"found {self.generator_trainable!r}"
             )
         if self.amp not in ("none", "bf16"):
-            raise ValueError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
+            raise InputError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
         inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
 
 
