@@ -8,7 +8,6 @@ objects, never imports or runs the embedded source, and refuses any other global
 from __future__ import annotations
 
 import collections
-import io
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from otavatar.errors import FileFormatError, MissingInputError
-from otavatar.files import load_torch_file
+from otavatar.files import load_torch_bytes, load_torch_file
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
@@ -61,8 +60,6 @@ def _reconstruct_persistent_obj(meta: dict) -> PersistentRecord:
     return PersistentRecord(class_name=meta.get("class_name"), version=meta.get("version"), state=meta.get("state", {}))
 
 
-def _load_storage_bytes(blob: bytes):
-    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
 
 
 def _numpy_scalar(dtype, data):
@@ -76,7 +73,7 @@ def _placeholder(module: str, name: str) -> type:
 _ALLOWED = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): EasyDict,
-    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("torch.storage", "_load_from_bytes"): load_torch_bytes,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
@@ -198,19 +195,21 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
 
 def read_generator_state(path: str | Path) -> dict:
     """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth`` (with the architecture when it
-    records its model preset under ``'model'``, as scripts/pretrain_generator.py does), or a bare state dict."""
+    records its model preset under ``'model'``, and the parameter ``'embedding'``'s state dict when it has
+    one, as scripts/pretrain_generator.py writes them), or a bare state dict."""
     path = Path(path)
     if path.suffix == ".pkl":
-        return read_eg3d_pickle(path)
+        return {**read_eg3d_pickle(path), "embedding": None}
     data = load_torch_file(path, "generator weights", CheckpointError)
-    init_kwargs = None
+    init_kwargs = embedding = None
     if isinstance(data, Mapping) and "G_ema" in data:
         model = data.get("model")
         init_kwargs = dict(model["generator"]) if isinstance(model, Mapping) and "generator" in model else None
+        embedding = data.get("embedding")
         data = data["G_ema"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: expected a generator state dict or {{'G_ema': state_dict}}, found {type(data).__name__}")
-    return {"state_dict": dict(data), "init_kwargs": init_kwargs, "rendering_kwargs": None, "neural_rendering_resolution": None}
+    return {"state_dict": dict(data), "init_kwargs": init_kwargs, "rendering_kwargs": None, "neural_rendering_resolution": None, "embedding": embedding}
 
 
 def load_generator(path: str | Path, generator_kwargs: Mapping[str, Any] | None = None) -> TriPlaneGenerator:
@@ -220,17 +219,21 @@ def load_generator(path: str | Path, generator_kwargs: Mapping[str, Any] | None 
         generator_kwargs: the architecture (a model preset's ``generator`` block). Optional for
             ``.pkl`` files, which record their own constructor arguments.
     """
-    content = read_generator_state(path)
+    return generator_from_state(read_generator_state(path), path, generator_kwargs)
+
+
+def generator_from_state(content: Mapping[str, Any], source: str | Path, generator_kwargs: Mapping[str, Any] | None = None) -> TriPlaneGenerator:
+    """The generator of :func:`read_generator_state`'s ``content`` read from ``source`` (see :func:`load_generator`)."""
     kwargs = dict(generator_kwargs) if generator_kwargs is not None else None
     if kwargs is None:
         if content["init_kwargs"] is None:
-            raise CheckpointError(f"{path}: a state dict does not record its architecture; pass the model preset's generator block")
+            raise CheckpointError(f"{source}: a state dict does not record its architecture; pass the model preset's generator block")
         kwargs = dict(content["init_kwargs"])
         if content["neural_rendering_resolution"]:
             kwargs["neural_rendering_resolution"] = content["neural_rendering_resolution"]
     generator = TriPlaneGenerator(**kwargs)
     state_dict = {k: v for k, v in content["state_dict"].items() if k not in UNUSED_GENERATOR_KEYS}
-    load_strict(generator, state_dict, path, "generator")
+    load_strict(generator, state_dict, source, "generator")
     return generator
 
 

@@ -8,6 +8,7 @@ through :func:`load_torch_file`; NVIDIA's EG3D ``.pkl`` goes through the restric
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -54,6 +55,12 @@ def load_torch_file(path: str | Path, what: str, error: type[FileFormatError] = 
         raise error(f"{path}: cannot be read as {what} ({type(failure).__name__}: {_reason(failure)}); the file is truncated or another format") from failure
 
 
+def load_torch_bytes(data: bytes) -> Any:
+    """A ``torch.save`` blob held inside another file (EG3D pickles store their tensors so), read as
+    :func:`load_torch_file` reads files: ``weights_only=True``, to the CPU."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 def _reason(error: BaseException) -> str:
     """The first sentence of what went wrong (torch's messages go on with advice for other situations)."""
     text = str(error).split("WeightsUnpickler error:")[-1]
@@ -65,6 +72,7 @@ def check_outputs(
     inputs: Mapping[str, str | Path | None],
     files: Mapping[str, str | Path | None] | None = None,
     folders: Mapping[str, str | Path | None] | None = None,
+    make_folders: bool = False,
 ) -> None:
     """Refuse, before any work, outputs that would replace an input or each other.
 
@@ -72,6 +80,8 @@ def check_outputs(
         inputs: every path the command reads, by how the user named it (``{'--portrait': 'me.png'}``).
         files: output files by name: each must not be a folder, and its folder must exist and be writable.
         folders: output folders (created when missing): each must not be a file.
+        make_folders: the writer creates the missing folders of ``files``: then their nearest existing
+            ancestor must be a writable folder.
         No output may be an input or another output (same path, or a link to it), or lie inside an input folder.
 
     Raises:
@@ -91,6 +101,10 @@ def check_outputs(
             if path.is_dir():
                 raise InputError(f"{label} {path}: is a folder; give the path of a file to write")
             parent = path.parent
+            if make_folders:
+                parent = next(p for p in (parent, *parent.parents) if p.exists())
+            if parent.exists() and not parent.is_dir():
+                raise InputError(f"{label} {path}: {parent} is a file, not a folder; choose another output path")
             if not parent.is_dir():
                 raise MissingInputError(f"{label} {path}: the folder {parent} does not exist; create it or choose another output path")
         if not os.access(parent, os.W_OK | os.X_OK):

@@ -87,7 +87,7 @@ def pivotal_tuning(
     target: Mapping[str, torch.Tensor],
     frame_loss: FrameLoss,
     settings: PivotalTuningSettings = PivotalTuningSettings(),
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
 ) -> tuple[Animator, list[float]]:
     """Finetune a copy of G_eg so that G(w_id + C(x)) reproduces the portrait; w_id, C and the camera stay fixed.
 
@@ -106,10 +106,10 @@ def pivotal_tuning(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        curve.append(loss.item())
+        curve.append(loss.detach())
         if on_step:
             on_step("PTI", step, curve[-1])
-    return tuned.requires_grad_(False).eval(), curve
+    return tuned.requires_grad_(False).eval(), torch.stack(curve).tolist() if curve else []
 
 
 def build_avatar(
@@ -119,7 +119,7 @@ def build_avatar(
     frame_loss: FrameLoss,
     settings: InversionSettings,
     pti: PivotalTuningSettings | None = None,
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
 ) -> dict[str, Any]:
     """Invert (W, then W+), optionally tune the generator, and return the avatar file's content.
 

@@ -1,9 +1,10 @@
 """The disentanglement benchmark: does decoupling-by-inverting separate identity from motion?
 
 Trains every variant of configs/benchmark/disentanglement.yaml with the same budget (runs resume
-when re-run, and an evaluation is reused while its checkpoint and settings are unchanged), then scores each on held-out synthetic identities against ground truth: cross-identity
-and multi-view reenactment (PSNR, SSIM, LPIPS, and expression/pose error read by the synthetic
-regressor), with the static and still baselines. Writes OUT/results.json and OUT/table.md;
+when re-run, and an evaluation is reused while its checkpoint and settings are unchanged), then scores
+each on held-out synthetic identities against ground truth: cross-identity and multi-view reenactment
+(PSNR, region PSNR over the eye and mouth boxes, SSIM, LPIPS, and expression/pose error read by the
+synthetic regressor), with the static and still baselines. Writes OUT/results.json and OUT/table.md;
 --update-readme puts the table into README.md's results section.
 
     python scripts/disentanglement.py                    # everything (about 1.5 h on 2 CPU cores)
@@ -91,8 +92,8 @@ def main(argv: list[str]) -> None:
         f"Held-out synthetic identities: {cfg.sources} sources × {cfg.frames} driving frames; every variant trained "
         f"{iterations} iterations from {train_cfg.generator_checkpoint or 'a random generator'} (batch {train_cfg.batch_size}); inversion "
         f"{cfg.w_steps} W + {cfg.w_plus_steps} W+ steps ({cfg.inversion_loss} loss). X-id: cross-identity (source identity with the next identity's "
-        "motion); MV: multi-view (self-reenactment seen from the stored extra views). AED/APD: mean |Δ| of the "
-        "regressor's 6 expression / 6 pose parameters. Baselines use the first variant's avatars."
+        "motion); MV: multi-view (self-reenactment seen from the stored extra views). REGION PSNR: PSNR inside the eye and "
+        "mouth boxes of the true landmarks. AED/APD: mean |Δ| of the regressor's 6 expression / 6 pose parameters. Baselines use the first variant's avatars."
     )
     table = disentanglement_table(rows, labels, header)
     atomic_write_text(out / "results.json", json.dumps({"rows": rows, "labels": labels, "training": training, "config": OmegaConf.to_container(cfg)}, indent=2, default=str) + "\n")

@@ -11,12 +11,13 @@ are reported as ``n/a (missing FILE)``; pretrained/README.md says where each fil
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import torch
 
-from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, at_least, available_device, load_model, script
+from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, add_speed_arguments, at_least, available_device, inference_speed, load_model, script
 from otavatar.config import load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
@@ -65,6 +66,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--w-plus-steps", type=at_least(0), default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=available_device, default="cpu")
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     if args.fps and args.renders:
         parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
@@ -103,7 +105,9 @@ def main(argv: list[str]) -> None:
         args.protocol, args.driving, args.frames, args.episodes, baselines,
         inversion=InversionSettings(w_steps=args.w_steps, w_plus_steps=args.w_plus_steps),
     )
-    per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
+    with inference_speed(args, animator.generator, "evaluation") if animator is not None else contextlib.nullcontext():
+        per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
+        fps = animation_fps(animator, source, database.splits["test"][0]) if args.fps else None
     suite = suites["otavatar"]
     results = {
         "protocol": args.protocol,
@@ -116,9 +120,10 @@ def main(argv: list[str]) -> None:
         "per_video": per_video,
         **suite.description(),
         "inversion": {"w_steps": args.w_steps, "w_plus_steps": args.w_plus_steps, "loss": args.loss},
+        "speed": {"mode": args.speed, "tf32": args.tf32},
     }
-    if args.fps:
-        results["fps"] = animation_fps(animator, source, database.splits["test"][0])
+    if fps is not None:
+        results["fps"] = fps
     files = write_results(out, results)
     print(open(files[-1]).read())
     print(f"wrote {', '.join(map(str, files))} in {time.perf_counter() - started:.0f} s")

@@ -2,6 +2,7 @@
 
     python scripts/invert.py --portrait photo.jpg --out avatar.pt
     python scripts/invert.py --portrait photo.jpg --coeffs photo_coeffs.txt --pti --out avatar.pt
+    python scripts/invert.py --portrait photo.jpg --device cuda --speed fast --out avatar.pt
     python scripts/invert.py --dataset datasets/synthetic_128 --video 'synth0038#00' --frame 0 --out avatar.pt
     python scripts/invert.py                      # the embedded model and its sample portrait
 """
@@ -15,7 +16,7 @@ import torch
 from torchvision.utils import save_image
 
 from otavatar.avatar_file import save_avatar
-from otavatar.cli import ScriptParser, add_inversion_arguments, at_least, construct, load_model, script
+from otavatar.cli import ScriptParser, add_inversion_arguments, add_speed_arguments, at_least, construct, inference_speed, load_model, script
 from otavatar.data.datasets import FrameSource
 from otavatar.files import atomic_write, check_outputs
 from otavatar.data.lmdb import VideoLmdb
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--camera-source", default="ground_truth", choices=["ground_truth", "condition"])
     parser.add_argument("--out", type=Path, default=Path("avatar.pt"), help="the avatar file; the preview goes to OUT_preview.png")
     add_inversion_arguments(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME [--frame K]")
@@ -54,7 +56,8 @@ def main(argv: list[str]) -> None:
     else:
         print("no --portrait or --dataset: inverting the embedded sample (a held-out synthetic head)")
         target = frame_target(sample_videos(size, driving_frames=1)[0])
-    avatar = construct(args, animator, model_config, sha256, target)
+    with inference_speed(args, animator.generator, "inversion"):
+        avatar = construct(args, animator, model_config, sha256, target)
     save_avatar(args.out, avatar)
     pair = torch.cat([avatar["source_image"], avatar["reconstruction"]])
     atomic_write(preview, lambda handle: save_image(pair, handle, format="png", normalize=True, value_range=(-1, 1)))

@@ -4,6 +4,7 @@
     python scripts/reenact.py --portrait photo.jpg --driving motion.npy --camera orbit --out out.mp4
     python scripts/reenact.py --avatar avatar.pt --dataset DIR --video 'synth0001#00' --out out.mp4 --depth
     python scripts/reenact.py --side-by-side      # the embedded model, its sample portrait and driver
+    python scripts/reenact.py --avatar avatar.pt --driving talking.mp4 --device cuda --speed fast --out out.mp4
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from otavatar.avatar_file import load_avatar
-from otavatar.cli import ScriptParser, add_inversion_arguments, at_least, camera_mode, camera_path, construct, load_model, positive, script
+from otavatar.cli import (ScriptParser, add_inversion_arguments, add_speed_arguments, at_least, camera_mode, camera_path, construct,
+                          inference_speed, load_model, positive, script)
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
@@ -49,6 +51,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--w", choices=["w", "w_plus"], default="w_plus", help="which identity code of the avatar")
     parser.add_argument("--batch-size", type=at_least(1), default=8)
     add_inversion_arguments(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     if args.avatar and args.portrait:
         parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
@@ -98,7 +101,8 @@ def main(argv: list[str]) -> None:
     cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, source_camera)
 
     if avatar is None:
-        avatar = construct(args, animator, model_config, sha256, target)
+        with inference_speed(args, animator.generator, "inversion"):
+            avatar = construct(args, animator, model_config, sha256, target)
     animator = avatar_animator(animator, avatar)
     identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
     if args.frames_dir:
@@ -127,7 +131,8 @@ def main(argv: list[str]) -> None:
             bar.update(images.shape[0])
             yield from to_uint8_frames(images)
 
-    write_video(frames(), args.out, fps, audio_source=audio)
+    with inference_speed(args, animator.generator, "reenactment"):
+        write_video(frames(), args.out, fps, audio_source=audio)
     bar.close()
     seconds = time.perf_counter() - start
     if args.depth:

@@ -27,10 +27,14 @@ def test_demo_writes_video_contact_sheet_and_metrics(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     line = run.stdout.strip().splitlines()[-1]
-    assert line.startswith("demo: cross-identity PSNR ") and "LPIPS" in line
+    assert line.startswith("demo: cross-identity PSNR / region PSNR / AED vs ground truth ") and "LPIPS" in line
     metrics = json.loads((out / "metrics.json").read_text())
-    assert isinstance(metrics["otavatar"]["psnr"], float) and isinstance(metrics["static_baseline"]["psnr"], float)
+    for method in ("otavatar", "static_baseline", "still_baseline", "ground_truth_static"):
+        assert all(isinstance(metrics[method][key], float) for key in ("psnr", "region_psnr", "aed")), metrics[method]
+        assert f"{metrics[method]['region_psnr']:.3f} dB" in line
     assert metrics["ground_truth_static"]["psnr"] > metrics["static_baseline"]["psnr"] + 5  # the true head vs a micro model
+    # The true head with the source's expression differs from the ground truth only where expression lives.
+    assert metrics["ground_truth_static"]["region_psnr"] < metrics["ground_truth_static"]["psnr"]
     assert metrics["frames"] == 8 and "definitions" in metrics
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out / "demo.mp4"))
     assert frames == 8

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.evaluation.disentanglement import COLUMNS, cached_evaluation
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,13 +41,15 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
     assert list(results["rows"]) == ["decoupling", "static", "still", "ground_truth_static", "joint"]
     for row in results["rows"].values():
         assert set(row) == {"synthetic_cross_id", "synthetic_multiview"}
-        assert isinstance(row["synthetic_cross_id"]["psnr"], float) and isinstance(row["synthetic_multiview"]["aed"], float)
+        for protocol in row.values():
+            assert all(isinstance(protocol[key], float) for key in ("psnr", "region_psnr", "aed")), protocol
     for protocol in ("synthetic_cross_id", "synthetic_multiview"):  # the true head beats a one-iteration micro model
         assert results["rows"]["ground_truth_static"][protocol]["psnr"] > results["rows"]["decoupling"][protocol]["psnr"] + 5
     assert (tmp_path / "runs" / "joint" / "checkpoint_000000001.pt").is_file()
     readme = (tmp_path / "README.md").read_text()
     assert "old" not in readme and "| joint (3) |" in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
     assert "still baseline (source motion and camera)" in readme
+    assert "| X-id PSNR ↑ | X-id REGION PSNR ↑ |" in readme and "MV AED ↓" in readme
     # A re-run trains nothing more and reuses each evaluation while checkpoint and settings are unchanged.
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
                             "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
@@ -58,3 +61,14 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
                             "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
     assert joint.returncode == 0 and "reused from" not in joint.stdout
     assert list(json.loads((tmp_path / "results" / "results.json").read_text())["rows"]) == ["joint", "static", "still", "ground_truth_static"]
+
+
+def test_a_stored_evaluation_without_a_column_is_evaluated_anew(tmp_path):
+    file, key = tmp_path / "evaluation.json", {"checkpoint_sha256": "abc", "frames": 4}
+    complete = {"synthetic_cross_id": {"otavatar": {name: 1.0 for name in COLUMNS}}}
+    older = {"synthetic_cross_id": {"otavatar": {name: 1.0 for name in COLUMNS if name != "region_psnr"}}}
+    file.write_text(json.dumps({"key": key, "results": older}))
+    calls = []
+    results, reused = cached_evaluation(file, key, ("otavatar",), lambda: calls.append(1) or complete)
+    assert not reused and calls == [1] and results == complete
+    assert cached_evaluation(file, key, ("otavatar",), lambda: calls.append(1) or complete) == (complete, True) and calls == [1]

@@ -12,8 +12,9 @@ import torch
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
-from otavatar.evaluation.protocols import episodes
+from otavatar.evaluation.protocols import episodes, synthetic_keypoints
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
+from otavatar.metrics.image import region_mask
 from tests.helpers import micro_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,14 +39,18 @@ def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(
     folder, checkpoint, dataset, regressor = setup
     out = folder / "results"
     common = ["--dataset", dataset, "--protocol", "synthetic_cross_id", "--synthetic-regressor", regressor, "--alexnet", folder / "no_alexnet.pth"]
-    run = evaluate("--checkpoint", checkpoint, *common, "--w-steps", 3, "--w-plus-steps", 2, "--out", out, "--save-renders", "--fps", "--baselines", "static")
+    run = evaluate("--checkpoint", checkpoint, *common, "--w-steps", 3, "--w-plus-steps", 2, "--out", out, "--save-renders", "--fps",
+                   "--baselines", "static", "--speed", "fast")
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "evaluation: speed fast, 4+4 samples/ray" in run.stdout
     results = json.loads((out / "results.json").read_text())
+    assert results["speed"] == {"mode": "fast", "tf32": False}
     assert results["episodes"] == 2 and set(results["overall"]) == {"otavatar", "static"}
-    columns = ["psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd"]
+    columns = ["psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd"]
     assert results["metrics"] == columns
     overall = results["overall"]["otavatar"]
-    assert isinstance(overall["psnr"], float) and isinstance(overall["fid"], float) and isinstance(overall["aed"], float)
+    assert all(isinstance(overall[key], float) for key in ("psnr", "region_psnr", "fid", "aed")), overall
+    assert isinstance(results["overall"]["static"]["region_psnr"], float) and "mouth" in results["definitions"]["region_psnr"]
     assert overall["lpips"] == f"n/a (missing {folder / 'no_alexnet.pth'})"
     assert overall["csim"].startswith("n/a (missing ") and overall["csim"].endswith("arcface_resnet18.pth)")
     assert results["fps"]["fps"] > 0 and results["fps"]["device"]
@@ -56,7 +61,7 @@ def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(
     assert set(rows[0]) == {"method", "video", *columns}
     table = (out / "table.md").read_text()
     assert "paper, cross-identity (HDTF)" in table and "| 0.694 |" in table and "static baseline (source motion, driving cameras)" in table
-    assert "PSNR ↑" in table and "Table 2" in table
+    assert "PSNR ↑" in table and "REGION PSNR ↑" in table and "Table 2" in table
 
     episodes = sorted((out / "renders").iterdir())
     assert len(episodes) == 2 and len(list(episodes[0].glob("*.png"))) == 4
@@ -65,6 +70,7 @@ def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(
     again = json.loads((folder / "rescored" / "results.json").read_text())["overall"]
     assert set(again) == {"otavatar"}
     assert again["otavatar"]["psnr"] == pytest.approx(overall["psnr"], abs=0.1)  # 8-bit PNGs vs float frames
+    assert again["otavatar"]["region_psnr"] == pytest.approx(overall["region_psnr"], abs=0.1)
 
 
 def test_ground_truth_static_is_the_true_head_with_the_source_expression(setup):
@@ -74,10 +80,18 @@ def test_ground_truth_static_is_the_true_head_with_the_source_expression(setup):
         # Frame 0 is the source's own expression: the static truth is the stored view (8-bit PNG).
         assert (episode.static_target[0] - episode.target[0]).abs().max() < 1.5 / 127.5
         assert episode.static_target.shape == episode.target.shape == (4, 3, 128, 128)
+        assert episode.keypoints.shape == (4, 68, 2)
+    video = source.database.splits["test"][0]
+    stored = source.video(video)
+    # The landmarks projected from the true head through the stored cameras are the stored ones.
+    assert torch.allclose(synthetic_keypoints(source, video, stored["camera"][:4]), stored["keypoint"][:4] * 128 / 512, atol=1e-3)
     for episode in episodes(source, "synthetic_cross_id", frames=4):
-        # Same head from the same cameras, only the expression differs (the driver's vs the source's).
+        # Same head from the same cameras, only the expression differs (the driver's vs the source's) ...
         moved = (episode.static_target - episode.target).abs().amax(1) > 0.1
         assert 0 < moved.float().mean() < 0.05
+        # ... and far more densely inside the eye and mouth boxes than elsewhere (measured: 25 % vs 1.4 % of pixels).
+        boxes = region_mask(episode.keypoints, (128, 128))
+        assert moved[boxes].float().mean() > 5 * moved[~boxes].float().mean()
 
 
 def test_bad_inputs_are_named(setup):

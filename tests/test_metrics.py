@@ -16,9 +16,10 @@ from otavatar.evaluation.scoring import ExtractorPaths, build_extractors
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from otavatar.losses.lpips_alexnet import load_lpips
 from otavatar.metrics.fid import FeatureStatistics, fid_helper_weights, fid_inception_v3, frechet_distance, load_fid_inception
-from otavatar.metrics.image import psnr, ssim
+from otavatar.losses.region import region_box
+from otavatar.metrics.image import REGIONS, psnr, region_psnr, ssim
 from otavatar.metrics.motion import coefficient_distance, keypoint_distance, motion_distances
-from otavatar.metrics.suite import MetricSuite
+from otavatar.metrics.suite import Extractors, MetricSuite
 
 
 def astronaut(size: int = 96) -> torch.Tensor:
@@ -46,6 +47,46 @@ def test_ssim_and_psnr_match_scikit_image():
     assert ssim(noisy, clean).item() == pytest.approx(reference, abs=1e-4)  # measured: 1e-16
     assert psnr(noisy, clean).item() == pytest.approx(peak_signal_noise_ratio(to_8bit(clean), to_8bit(noisy), data_range=255), abs=1e-9)
     assert ssim(clean, clean).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def hand_made_landmarks() -> torch.Tensor:
+    """68 landmarks ``(1, 68, 2)`` in pixels of a 128² image: eyes at y 50–55, the mouth at y 90–100 (boxes apart)."""
+    points = torch.full((68, 2), 64.0)
+    points[36:42] = torch.tensor([[30.0, 50.0], [45.0, 55.0]]).repeat(3, 1)
+    points[42:48] = torch.tensor([[80.0, 50.0], [95.0, 55.0]]).repeat(3, 1)
+    points[48:68] = torch.tensor([[40.0, 90.0], [80.0, 100.0]]).repeat(10, 1)
+    return points[None]
+
+
+def test_region_psnr_counts_only_the_eye_and_mouth_boxes():
+    # Padding at 128²: eyes int(20/4) = 5 px, mouth int(10/4) = 2 px; boxes include both ends.
+    boxes = [(25, 45, 50, 60), (75, 45, 100, 60), (38, 88, 82, 102)]  # (x1, y1, x2, y2)
+    target = torch.zeros(1, 3, 128, 128)
+    prediction = target.clone()
+    for x1, y1, x2, y2 in boxes:
+        prediction[..., y1 : y2 + 1, x1 : x2 + 1] = 0.125  # 15.9375 grey levels (exact in float32), only inside the boxes
+    inside = sum((x2 - x1 + 1) * (y2 - y1 + 1) for x1, y1, x2, y2 in boxes)
+    region = region_psnr(prediction, target, hand_made_landmarks()).item()
+    assert region == pytest.approx(20 * math.log10(255 / 15.9375), abs=1e-9)
+    assert psnr(prediction, target).item() == pytest.approx(region + 10 * math.log10(128 * 128 / inside), abs=1e-9)
+    assert torch.isinf(region_psnr(target, target, hand_made_landmarks())).all()
+    assert torch.isnan(region_psnr(prediction, target, torch.full((1, 68, 2), math.nan))).all()  # no landmarks, no box
+
+
+def test_region_psnr_matches_scikit_image_on_the_masked_pixels():
+    clean = astronaut(128).expand(2, -1, -1, -1)
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
+    keypoints = hand_made_landmarks().repeat(2, 1, 1)
+    keypoints[1, 48:68, 1] -= 40  # the second frame's mouth box overlaps both eye boxes: counted once
+    values = region_psnr(noisy, clean, keypoints)
+    to_8bit = lambda x: ((x.double() + 1) * 127.5).permute(1, 2, 0).numpy()  # noqa: E731
+    for frame in range(2):
+        mask = np.zeros((128, 128), dtype=bool)
+        for region in REGIONS:
+            x1, y1, x2, y2 = region_box(keypoints[frame : frame + 1], region, 128)[0].long().tolist()
+            mask[y1 : y2 + 1, x1 : x2 + 1] = True
+        expected = peak_signal_noise_ratio(to_8bit(clean[frame])[mask], to_8bit(noisy[frame])[mask], data_range=255)
+        assert values[frame].item() == pytest.approx(expected, abs=1e-9)
 
 
 def test_lpips_is_zero_on_identical_images(tmp_path):
@@ -143,6 +184,27 @@ def test_suite_scores_faces_and_reports_missing_extractors(tmp_path):
     description = suite.description()
     assert "mean |Δ| over the expression coefficients" in description["definitions"]["aed"]
     assert "dlib" in description["extractors"]["csim_dlib"]
+
+
+def test_suite_reports_region_psnr_where_the_ground_truth_has_landmarks():
+    suite = MetricSuite(Extractors(), batch_size=2)  # no extractor: the image metrics only
+    face = astronaut(128)
+    reference = face.expand(3, -1, -1, -1)
+    frames = (reference + 0.1 * torch.randn(reference.shape, generator=torch.Generator().manual_seed(3))).clamp(-1, 1)
+    keypoints = hand_made_landmarks().repeat(3, 1, 1)
+    keypoints[2, :, 0] += 9  # a different box in the second batch
+    values = suite.frame_values(frames, face, reference, ground_truth=True, keypoints=keypoints)
+    assert torch.equal(values["region_psnr"], region_psnr(frames, reference, keypoints).float())
+    first = suite.score_video(frames, face, reference, True, keypoints=keypoints)
+    second = suite.score_video(frames[:1], face, reference[:1], True)  # ground truth without landmarks
+    assert second["region_psnr"] == "n/a (no ground-truth landmarks in this protocol)"
+    assert first["region_psnr"] == pytest.approx(values["region_psnr"].double().mean().item())
+    summary = suite.summary()
+    assert summary["region_psnr"] == pytest.approx(first["region_psnr"])  # frame-weighted, as PSNR
+    assert summary["psnr"] == pytest.approx((3 * first["psnr"] + second["psnr"]) / 4)
+    assert suite.metrics()[:2] == ["psnr", "region_psnr"] and "eye boxes" in suite.description()["definitions"]["region_psnr"]
+    unseen = MetricSuite(Extractors())
+    assert unseen.score_video(frames, face, reference, False, keypoints=keypoints)["region_psnr"] == "n/a (no ground truth in this protocol)"
 
 
 def test_suites_scoring_one_episode_share_the_reference_features(tmp_path):

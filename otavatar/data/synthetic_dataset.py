@@ -35,6 +35,16 @@ def video_name(identity: int, video: int) -> str:
     return f"synth{identity:04d}#{video:02d}"
 
 
+def identity_generator(seed: int, identity: int) -> torch.Generator:
+    """The random stream of identity number ``identity`` of a dataset drawn with ``seed``: its parameters, then its videos."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + identity)
+
+
+def held_out_identity_count(identities: int, test_identities: int | None = None) -> int:
+    """How many identities, the last ones, form the test list (default: a tenth, at least one)."""
+    return max(1, identities // 10) if test_identities is None else test_identities
+
+
 def write_synthetic_dataset(
     out: str | Path,
     identities: int = 40,
@@ -54,7 +64,7 @@ def write_synthetic_dataset(
     out = Path(out)
     if out.exists():
         raise InputError(f"synthetic dataset: {out} already exists; remove it or choose another --out")
-    test_identities = max(1, identities // 10) if test_identities is None else test_identities
+    test_identities = held_out_identity_count(identities, test_identities)
     if not 0 <= test_identities < identities:
         raise InputError(f"synthetic dataset: {test_identities} test identities out of {identities}; expected fewer test identities than identities")
     start = time.perf_counter()
@@ -65,7 +75,7 @@ def write_synthetic_dataset(
         train, test, samples = [], [], []
         bar = tqdm(total=identities * videos, desc="synthetic videos", disable=not progress)
         for identity_index in range(identities):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + identity_index)
+            generator = identity_generator(seed, identity_index)
             identity = sample_identity(generator)
             for video_index in range(videos):
                 video = make_video(identity, frames, resolution, generator)

@@ -82,16 +82,17 @@ def run_demo(
     ground_truth = truth.images * 2 - 1
     static_truth = render_fixed_expression(source_video.identity, source_video.expression[0], truth.cameras, resolution) * 2 - 1
 
+    keypoints = truth.keypoints * (resolution / 512)  # the ground truth's landmarks, for region PSNR
     source_image = target["image"].cpu()
     scored = suites()
-    shared: dict = {}  # the ground truth's features, computed once for the three scorings
+    shared: dict = {}  # the ground truth's features, computed once for the four scorings
     metrics = {
         "protocol": "demo: one held-out synthetic identity, cross-identity driving, swinging camera",
         "frames": settings.frames,
-        "otavatar": scored.score_video(result_frames, source_image, ground_truth, True, shared),
-        "static_baseline": suites().score_video(static, source_image, ground_truth, True, shared),
-        "still_baseline": suites().score_video(still, source_image, ground_truth, True, shared),
-        "ground_truth_static": suites().score_video(static_truth, source_image, ground_truth, True, shared),
+        "otavatar": scored.score_video(result_frames, source_image, ground_truth, True, shared, keypoints),
+        "static_baseline": suites().score_video(static, source_image, ground_truth, True, shared, keypoints),
+        "still_baseline": suites().score_video(still, source_image, ground_truth, True, shared, keypoints),
+        "ground_truth_static": suites().score_video(static_truth, source_image, ground_truth, True, shared, keypoints),
         "reconstruction_psnr": psnr(result.reconstruction.cpu(), source_image).item(),
         "seconds": {"inversion": avatar.seconds, "reenactment": render_seconds, "total": None},
         **scored.description(),

@@ -17,7 +17,7 @@ from otavatar.metrics.suite import Extractors, MetricSuite
 from otavatar.models.animator import Animator
 
 PROTOCOLS = ("synthetic_cross_id", "synthetic_multiview")  # the X-id and MV columns
-COLUMNS = ("psnr", "ssim", "lpips", "aed", "apd")
+COLUMNS = ("psnr", "region_psnr", "ssim", "lpips", "aed", "apd")
 
 
 def evaluate_variant(
@@ -37,14 +37,20 @@ def evaluate_variant(
     return results
 
 
-def cached_evaluation(file: Path, key: Mapping[str, object], methods: tuple[str, ...], evaluate: Callable[[], dict]) -> tuple[dict, bool]:
+def cached_evaluation(
+    file: Path, key: Mapping[str, object], methods: tuple[str, ...], evaluate: Callable[[], dict], metrics: tuple[str, ...] = COLUMNS,
+) -> tuple[dict, bool]:
     """``evaluate()``'s results (protocol → method → metrics), stored in ``file`` with ``key``
     (checkpoint, settings) and read back while the key is unchanged and the stored results hold every
-    one of ``methods``, so a re-run evaluates only what changed. Returns (results, reused)."""
+    one of ``methods`` with every one of ``metrics`` (an evaluation stored before a metric existed is
+    redone), so a re-run evaluates only what changed. Returns (results, reused)."""
     key = json.loads(json.dumps(key, default=str))  # tuples → lists, paths → strings, as stored
     if file.is_file():
         saved = json.loads(file.read_text())
-        if saved.get("key") == key and all(set(methods) <= set(values) for values in saved["results"].values()):
+        complete = all(
+            method in values and set(metrics) <= set(values[method]) for values in saved["results"].values() for method in methods
+        )
+        if saved.get("key") == key and complete:
             return {protocol: {m: values[m] for m in methods} for protocol, values in saved["results"].items()}, True
     results = evaluate()
     atomic_write_text(file, json.dumps({"key": key, "results": results}, indent=2, default=str) + "\n")
@@ -59,8 +65,8 @@ def _cell(value: object) -> str:
 
 def disentanglement_table(rows: Mapping[str, Mapping[str, Mapping[str, object]]], labels: Mapping[str, str], header: str) -> str:
     """Markdown: one row per variant (and baseline), cross-identity then multi-view columns."""
-    arrows = {"psnr": "↑", "ssim": "↑", "lpips": "↓", "aed": "↓", "apd": "↓"}
-    titles = [f"{short} {metric.upper()} {arrows[metric]}" for short in ("X-id", "MV") for metric in COLUMNS]
+    arrows = {"psnr": "↑", "region_psnr": "↑", "ssim": "↑", "lpips": "↓", "aed": "↓", "apd": "↓"}
+    titles = [f"{short} {metric.upper().replace('_', ' ')} {arrows[metric]}" for short in ("X-id", "MV") for metric in COLUMNS]
     lines = [header, "", "| method | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
     for key, protocols in rows.items():
         cells = [_cell(protocols[protocol].get(metric)) for protocol in PROTOCOLS for metric in COLUMNS]

@@ -18,6 +18,9 @@ source's own motion x but follows the episode's cameras (so it isolates what the
 third, ``ground_truth_static``, is the renderer's own head with the source's expression from the
 episode's cameras: the best any static method can score, so its gap to the ground truth is all the
 PSNR that transferring the expression can add.
+
+Episodes with ground truth carry its 68 landmarks where they are known (stored for ``self``;
+projected from the true head on synthetic protocols), for region PSNR.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Iterator
 import torch
 
 from otavatar.data.datasets import FrameSource
-from otavatar.data.synthetic import render_fixed_expression, render_video
+from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points, render_fixed_expression, render_video
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.models.animator import Animator
 from otavatar.motion import ANGLES, TRANSLATION
@@ -41,8 +44,9 @@ PROTOCOLS = ("self", "cross_id", "multiview", "synthetic_cross_id", "synthetic_m
 class Episode:
     """One reenactment: ``name``, source video (frame 0 is the portrait), driving motion windows x
     ``(N, 70, 27)``, cameras p ``(N, 25)``, ground truth ``(N, 3, H, W)`` in [−1, 1] or None, the
-    portrait's own camera ``(25,)`` (for the still baseline) and, on synthetic protocols, the true
-    head with the source's expression from the same cameras (``ground_truth_static``)."""
+    portrait's own camera ``(25,)`` (for the still baseline), on synthetic protocols the true
+    head with the source's expression from the same cameras (``ground_truth_static``), and the ground
+    truth's landmarks ``(N, 68, 2)`` in its pixels when known."""
 
     name: str
     source_video: str
@@ -52,25 +56,39 @@ class Episode:
     target: torch.Tensor | None
     source_camera: torch.Tensor
     static_target: torch.Tensor | None = None
+    keypoints: torch.Tensor | None = None
 
 
-def synthetic_ground_truth(source: FrameSource, source_video: str, driving_video: str, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The source identity rendered with the driver's expression and pose: ``(N, 3, H, W)`` in [−1, 1], cameras ``(N, 25)``."""
+def _expression(source: FrameSource, video: str) -> torch.Tensor:
+    """The stored expression parameters of ``video``: ``(F, E)``."""
+    return torch.from_numpy(source.database.array(video, "expression_params")).view(-1, len(EXPRESSION_PARAMETERS))
+
+
+def synthetic_ground_truth(source: FrameSource, source_video: str, driving_video: str, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The source identity rendered with the driver's expression and pose: ``(N, 3, H, W)`` in [−1, 1],
+    cameras ``(N, 25)`` and landmarks ``(N, 68, 2)`` in pixels of H."""
     database = source.database
     identity = torch.from_numpy(database.array(source_video, "identity_params"))
     coefficients = torch.from_numpy(database.array(driving_video, "coeff_3dmm"))[:frames]
-    expression = torch.from_numpy(database.array(driving_video, "expression_params")).view(-1, 6)[:frames]
+    expression = _expression(source, driving_video)[:frames]
     angles = coefficients[:, ANGLES]
     resolution = source.image_size or database.resolution
     video = render_video(identity, expression, angles, coefficients[:, TRANSLATION], resolution, extra_view_yaws=())
-    return video.images * 2 - 1, video.cameras
+    return video.images * 2 - 1, video.cameras, video.keypoints * (resolution / 512)
+
+
+def synthetic_keypoints(source: FrameSource, video: str, cameras: torch.Tensor) -> torch.Tensor:
+    """The landmarks ``(N, 68, 2)`` of ``video``'s first N frames seen from ``cameras (N, 25)``, in pixels of the frames."""
+    identity = torch.from_numpy(source.database.array(video, "identity_params"))
+    head = HeadModel(identity, _expression(source, video)[: len(cameras)])
+    return project_points(head.landmarks, cameras) * ((source.image_size or source.database.resolution) / 512)
 
 
 def synthetic_static_truth(source: FrameSource, source_video: str, cameras: torch.Tensor) -> torch.Tensor:
     """The source identity with its frame-0 expression, seen from ``cameras (N, 25)``: ``(N, 3, H, W)`` in [−1, 1]."""
     database = source.database
     identity = torch.from_numpy(database.array(source_video, "identity_params"))
-    expression = torch.from_numpy(database.array(source_video, "expression_params")).view(-1, 6)[0]
+    expression = _expression(source, source_video)[0]
     return render_fixed_expression(identity, expression, cameras, source.image_size or database.resolution) * 2 - 1
 
 
@@ -87,13 +105,16 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
             data = source.video(video)
             if protocol == "self":
                 target = torch.stack([source.image(video, f) for f in range(count)])
-                yield Episode(video, video, video, data["motion"][:count], data["camera"][:count], target, data["camera"][0])
+                keypoints = data["keypoint"][:count] * (target.shape[-1] / 512)
+                yield Episode(video, video, video, data["motion"][:count], data["camera"][:count], target, data["camera"][0], keypoints=keypoints)
                 continue
             views = torch.from_numpy(source.database.array(video, "view_camera"))
+            synthetic = protocol == "synthetic_multiview"
             for view in range(views.shape[0]):
                 target = torch.stack([source.image(video, f, view) for f in range(count)])
-                static = synthetic_static_truth(source, video, views[view, :count]) if protocol == "synthetic_multiview" else None
-                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target, views[view, 0], static)
+                static = synthetic_static_truth(source, video, views[view, :count]) if synthetic else None
+                keypoints = synthetic_keypoints(source, video, views[view, :count]) if synthetic else None
+                yield Episode(f"{video}@view{view}", video, video, data["motion"][:count], views[view, :count], target, views[view, 0], static, keypoints)
     elif protocol == "cross_id":
         if driving_video is None:
             raise ValueError("cross_id protocol: give the driving video (the paper: WRA_EricCantor_000)")
@@ -110,9 +131,9 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
             driver = driving_video or _next_identity(videos, index)
             data = source.video(driver)
             count = min(frames or len(data["motion"]), len(data["motion"]))
-            target, cameras = synthetic_ground_truth(source, video, driver, count)
+            target, cameras, keypoints = synthetic_ground_truth(source, video, driver, count)
             static = synthetic_static_truth(source, video, cameras)
-            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target, source.video(video)["camera"][0], static)
+            yield Episode(f"{driver}->{video}", video, driver, data["motion"][:count], cameras, target, source.video(video)["camera"][0], static, keypoints)
 
 
 def _next_identity(videos: list[str], index: int) -> str:

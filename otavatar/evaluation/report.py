@@ -19,7 +19,7 @@ PAPER_TABLE_1 = {
 }
 # OTAvatar Table 2: 35 FPS on an A100.
 PAPER_FPS = {"fps": 35.0, "device": "NVIDIA A100 (paper Table 2)"}
-ARROWS = {"psnr": "↑", "ssim": "↑", "lpips": "↓", "fid": "↓", "csim": "↑", "csim_dlib": "↑", "aed": "↓", "apd": "↓", "apd_angles": "↓", "akd": "↓"}
+ARROWS = {"psnr": "↑", "region_psnr": "↑", "ssim": "↑", "lpips": "↓", "fid": "↓", "csim": "↑", "csim_dlib": "↑", "aed": "↓", "apd": "↓", "apd_angles": "↓", "akd": "↓"}
 METHOD_NAMES = {"otavatar": "OTAvatar (this checkpoint)", **BASELINES}
 
 

@@ -111,7 +111,7 @@ def run_evaluation(
                 save_frames(predictions["otavatar"], renders_out / episode_folder(episode.name))
         shared: dict = {}  # the suites share their extractors: the reference's features are computed once
         for method, frames in predictions.items():
-            per_video[method][episode.name] = suites[method].score_video(frames, portrait, reference, ground_truth, shared)
+            per_video[method][episode.name] = suites[method].score_video(frames, portrait, reference, ground_truth, shared, episode.keypoints)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in per_video["otavatar"][episode.name].items() if isinstance(v, float))
         log(f"[{index + 1}] {episode.name}: {shown} ({time.perf_counter() - started:.1f} s)")
     return per_video

@@ -1,7 +1,9 @@
-"""Per-image quality against ground truth: PSNR and SSIM on images in [−1, 1], computed at 8-bit scale.
+"""Per-image quality against ground truth: PSNR, region PSNR and SSIM on images in [−1, 1], computed at 8-bit scale.
 
 PSNR = 20·log10(255 / √MSE) per image (the release's ``_compute_metrics`` uses the same formula on
-[0, 255] images, but over the whole batch at once). SSIM follows Wang et al. 2004 as scikit-image's
+[0, 255] images, but over the whole batch at once). Region PSNR is the same over the pixels inside
+the union of the mouth and eye boxes of the ground truth's 68 landmarks (the region loss's boxes),
+where expression lives. SSIM follows Wang et al. 2004 as scikit-image's
 ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
 data_range=255)`` computes it: 11×11 Gaussian window, K1 = 0.01, K2 = 0.03, mean over the valid
 (unpadded) area and over channels.
@@ -12,7 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from otavatar.losses.region import CROP_SIZES, region_box
+
 DATA_RANGE = 255.0
+REGIONS = tuple(CROP_SIZES)  # the region loss's boxes: mouth, left eye, right eye
 
 
 def to_8bit_scale(images: torch.Tensor) -> torch.Tensor:
@@ -23,6 +28,37 @@ def to_8bit_scale(images: torch.Tensor) -> torch.Tensor:
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB ``(B,)`` of ``(B, 3, H, W)`` images in [−1, 1]; inf where identical."""
     mse = (to_8bit_scale(prediction) - to_8bit_scale(target)).square().flatten(1).mean(1)
+    return 10 * torch.log10(DATA_RANGE**2 / mse)
+
+
+def region_mask(keypoints: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pixels ``(B, H, W)`` (bool) inside the union of the ``REGIONS`` boxes of landmarks ``(B, 68, 2)`` in pixels of the image.
+
+    A box (x1, y1, x2, y2) of :func:`~otavatar.losses.region.region_box` spans pixel centres, both ends
+    included. Non-finite landmarks give an empty mask.
+    """
+    height, width = size
+    rows = torch.arange(height, dtype=keypoints.dtype, device=keypoints.device)
+    columns = torch.arange(width, dtype=keypoints.dtype, device=keypoints.device)
+    mask = torch.zeros(keypoints.shape[0], height, width, dtype=torch.bool, device=keypoints.device)
+    for region in REGIONS:
+        x1, y1, x2, y2 = region_box(keypoints, region, (height, width)).unbind(1)
+        inside_rows = (rows >= y1[:, None]) & (rows <= y2[:, None])
+        inside_columns = (columns >= x1[:, None]) & (columns <= x2[:, None])
+        mask |= inside_rows[:, :, None] & inside_columns[:, None, :]
+    return mask
+
+
+def region_psnr(prediction: torch.Tensor, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB ``(B,)`` over the eye and mouth boxes (:func:`region_mask`) of ``target``'s landmarks.
+
+    ``prediction``, ``target`` ``(B, 3, H, W)`` in [−1, 1]; ``keypoints`` ``(B, 68, 2)`` in pixels of
+    the images. The MSE averages the masked pixels' channels; inf where they are identical, NaN where
+    the landmarks are not finite (no box).
+    """
+    mask = region_mask(keypoints.double(), tuple(target.shape[-2:])).to(target.device)
+    squared = (to_8bit_scale(prediction) - to_8bit_scale(target)).square().sum(1)
+    mse = (squared * mask).flatten(1).sum(1) / (mask.flatten(1).sum(1) * target.shape[1])
     return 10 * torch.log10(DATA_RANGE**2 / mse)
 
 

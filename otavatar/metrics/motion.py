@@ -89,6 +89,8 @@ def describe(reduction: str) -> dict[str, str]:
         "apd_angles": f"{how} |Δ| over the 3 pose angles (radians) per frame, averaged over frames",
         "akd": f"mean Euclidean distance of the 68 landmarks in pixels at {AKD_RESOLUTION}², averaged over frames",
         "psnr": "20·log10(255/√MSE) per frame at 8 bits, averaged over frames",
+        "region_psnr": "PSNR over the pixels inside the union of the mouth and eye boxes of the ground truth's 68 landmarks "
+        "(the region loss's boxes), per frame at 8 bits, averaged over frames",
         "ssim": "Gaussian 11×11 (σ 1.5) SSIM at 8 bits per frame (as scikit-image), averaged over frames",
         "lpips": "LPIPS AlexNet v0.1 per frame, averaged over frames",
         "csim": "cosine of ArcFace embeddings, source portrait vs each frame",

@@ -1,7 +1,8 @@
 """Every metric over a stream of videos: per-video values, frame-weighted overall values, FID statistics.
 
 A metric whose extractor cannot be loaded (weights missing) is not dropped: it stays a column whose
-value is ``n/a (missing FILE)``. Frames where a face-based extractor finds no face are skipped and
+value is ``n/a (missing FILE)``. Region PSNR needs the ground truth's landmarks as well as the ground
+truth (synthetic protocols know them exactly). Frames where a face-based extractor finds no face are skipped and
 counted (``skipped``). Reference frames are the ground truth when the protocol has it, else the
 driving frames (cross-identity: expression, pose and keypoints follow the driver).
 """
@@ -18,11 +19,11 @@ from otavatar.assets import AssetFormatError, MissingAssetError
 from otavatar.metrics.faces import FaceLandmarks
 from otavatar.metrics.fid import FeatureStatistics, frechet_distance
 from otavatar.metrics.identity import cosine_similarity
-from otavatar.metrics.image import psnr, ssim
+from otavatar.metrics.image import psnr, region_psnr, ssim
 from otavatar.metrics.motion import describe, keypoint_distance, motion_distances
 
-IMAGE_METRICS = ("psnr", "ssim", "lpips")
-ORDER = ("psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd")
+IMAGE_METRICS = ("psnr", "region_psnr", "ssim", "lpips")
+ORDER = ("psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd")
 
 
 def unavailable(error: Exception) -> str:
@@ -80,10 +81,6 @@ class MetricSuite:
         """The columns, in table order; ``csim_dlib`` only when dlib's descriptor stands in for ArcFace."""
         return [name for name in ORDER if name != "csim_dlib" or self.identity_metric == "csim_dlib"]
 
-    def _batches(self, *tensors: torch.Tensor):
-        for start in range(0, len(tensors[0]), self.batch_size):
-            yield [tensor[start : start + self.batch_size] for tensor in tensors]
-
     @staticmethod
     def _shared(shared: dict | None, key: tuple, compute: Callable[[], object]) -> object:
         """``compute()`` once per ``key`` when suites share ``shared``; every time otherwise."""
@@ -95,12 +92,14 @@ class MetricSuite:
 
     @torch.no_grad()
     def frame_values(
-        self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool, shared: dict | None = None
+        self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool, shared: dict | None = None,
+        keypoints: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-frame values ``(N,)`` (NaN where skipped) of ``prediction (N, 3, H, W)`` against ``reference``; ``source (1, 3, H, W)``.
 
         ``shared``: one dict passed by every suite (with the same extractors) that scores the same
         episode, so the portrait's and the reference frames' features are computed once.
+        ``keypoints``: the ground truth's 68 landmarks ``(N, 68, 2)`` in its pixels (region PSNR).
         """
         ex = self.extractors
         values: dict[str, list[torch.Tensor]] = {}
@@ -110,9 +109,12 @@ class MetricSuite:
 
         needs_landmarks = ex.landmarks is not None
         source_embedding = self._shared(shared, ("source_embedding",), lambda: self._source_embedding(source))
-        for start, (predicted, real) in zip(range(0, len(prediction), self.batch_size), self._batches(prediction, reference)):
+        for start in range(0, len(prediction), self.batch_size):
+            predicted, real = prediction[start : start + self.batch_size], reference[start : start + self.batch_size]
             if ground_truth:
                 add("psnr", psnr(predicted, real))
+                if keypoints is not None:
+                    add("region_psnr", region_psnr(predicted, real, keypoints[start : start + self.batch_size]))
                 add("ssim", ssim(predicted, real))
                 if ex.lpips is not None:
                     add("lpips", ex.lpips(predicted.to(self.device), real.to(self.device)))
@@ -160,11 +162,12 @@ class MetricSuite:
         return result
 
     def score_video(
-        self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool, shared: dict | None = None
+        self, prediction: torch.Tensor, source: torch.Tensor, reference: torch.Tensor, ground_truth: bool, shared: dict | None = None,
+        keypoints: torch.Tensor | None = None,
     ) -> dict[str, float | str]:
-        """Per-video means (skipped frames excluded) and adds the frames to the overall values (``shared``: see :meth:`frame_values`)."""
+        """Per-video means (skipped frames excluded) and adds the frames to the overall values (``shared``, ``keypoints``: see :meth:`frame_values`)."""
         self.has_ground_truth |= ground_truth
-        frame_values = self.frame_values(prediction, source, reference, ground_truth, shared)
+        frame_values = self.frame_values(prediction, source, reference, ground_truth, shared, keypoints)
         result: dict[str, float | str] = {}
         for name in self.metrics():
             if name == "fid":
@@ -181,8 +184,10 @@ class MetricSuite:
         return result
 
     def missing_reason(self, name: str, ground_truth: bool) -> str:
-        if name in ("psnr", "ssim", "lpips") and not ground_truth:
+        if name in IMAGE_METRICS and not ground_truth:
             return "n/a (no ground truth in this protocol)"
+        if name == "region_psnr":
+            return "n/a (no ground-truth landmarks in this protocol)"
         missing = self.extractors.missing
         key = {"apd": "aed", "apd_angles": "aed"}.get(name, name)
         return missing.get(key, "n/a (not computed)")

@@ -16,8 +16,10 @@ from torch import nn
 
 from otavatar.models.stylegan2 import FullyConnectedLayer
 
-# Grid coordinates each plane reads, as produced by the release's inverse plane-axes projection.
-PLANE_COORDINATE_AXES = ((0, 1), (0, 2), (2, 0))
+# Grid coordinates each plane reads. "release": as produced by the release's inverse plane-axes
+# projection, whose third plane reads (z, x) again instead of (y, z) (NVlabs/eg3d #30), so no plane
+# couples y and z; its weights depend on it. "paper": the tri-plane of the paper, xy, xz and yz.
+PLANE_COORDINATE_AXES = {"release": ((0, 1), (0, 2), (2, 0)), "paper": ((0, 1), (0, 2), (1, 2))}
 
 
 def ray_bundle(camera_label: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,19 +57,20 @@ def ray_bundle(camera_label: torch.Tensor, resolution: int) -> tuple[torch.Tenso
     return origins, directions
 
 
-def sample_from_planes(planes: torch.Tensor, coordinates: torch.Tensor, box_warp: float) -> torch.Tensor:
+def sample_from_planes(planes: torch.Tensor, coordinates: torch.Tensor, box_warp: float, plane_axes: str = "release") -> torch.Tensor:
     """Bilinear features of points on the three planes.
 
     Args:
         planes: ``(B, 3, C, H, W)`` tri-plane.
         coordinates: ``(B, M, 3)`` world points; the box ``[-box_warp/2, box_warp/2]³`` maps to the planes.
+        plane_axes: which coordinates each plane reads (``PLANE_COORDINATE_AXES``).
 
     Returns:
         ``(B, 3, M, C)``; points outside the box read zeros.
     """
     batch, num_planes, channels, height, width = planes.shape
     coordinates = (2 / box_warp) * coordinates
-    grid = torch.stack([coordinates[..., list(axes)] for axes in PLANE_COORDINATE_AXES], dim=1)
+    grid = torch.stack([coordinates[..., list(axes)] for axes in PLANE_COORDINATE_AXES[plane_axes]], dim=1)
     grid = grid.reshape(batch * num_planes, 1, -1, 2)
     features = F.grid_sample(
         planes.reshape(batch * num_planes, channels, height, width), grid.float(),
@@ -134,10 +137,14 @@ class Softplus(nn.Softplus):
     """``nn.Softplus()`` (β 1, threshold 20) computed as −log σ(−x), which vectorises (torch's
     softplus does not: it was the decoder's costliest op in inversion steps).
 
-    The two agree to float32 rounding (a few ulps of the result and of the gradient).
+    The two agree to float32 rounding (a few ulps of the result and of the gradient). Half
+    precisions are computed in float32 and rounded back: in fp16, σ(−x) underflows to 0 from
+    x ≈ 17, which would make the result infinite.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return self.forward(x.float()).to(x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
             return _VectorisedSoftplus.apply(x)
         return _softplus_from(x, torch.neg(x).sigmoid_())
@@ -263,7 +270,7 @@ class ImportanceRenderer(nn.Module):
     """Stratified coarse pass + importance-sampled fine pass, composited together."""
 
     def run_model(self, planes: torch.Tensor, decoder: OSGDecoder, coordinates: torch.Tensor, options: dict) -> dict[str, torch.Tensor]:
-        out = decoder(sample_from_planes(planes, coordinates, options["box_warp"]))
+        out = decoder(sample_from_planes(planes, coordinates, options["box_warp"], options.get("plane_axes", "release")))
         if options.get("density_noise", 0) > 0:
             out["sigma"] = out["sigma"] + torch.randn_like(out["sigma"]) * options["density_noise"]
         return out

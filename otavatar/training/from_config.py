@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from datetime import timedelta
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,10 +13,11 @@ from otavatar.config import build_animator, typed_settings
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
-from otavatar.errors import MissingInputError
+from otavatar.errors import MissingInputError, check_positive
 from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
-from otavatar.training.distributed import DistributedContext, init_distributed, shutdown_distributed
+from otavatar.speed import CudaSettings, configure_cuda
+from otavatar.training.distributed import DistributedContext, init_distributed, main_process_first, shutdown_distributed
 from otavatar.training.loop import RunSettings, train
 from otavatar.training.trainer import TrainerSettings
 
@@ -61,18 +63,17 @@ def train_from_config(cfg: DictConfig) -> Path:
 
     Settings and device are checked before anything is built or written."""
     run, settings = run_settings(cfg), trainer_settings(cfg.trainer)
+    cuda = typed_settings(CudaSettings, cfg.cuda, "cuda")
+    check_positive("dataset_wait_seconds", cfg.dataset_wait_seconds)
     context: DistributedContext = init_distributed(cfg.device)
+    configure_cuda(cuda)
     try:
         animator = build_training_animator(cfg)
         loss = AnimationLoss.from_config(cfg.loss)
-        if context.is_main:
-            source = frame_source(cfg.data, cfg.model.generator.img_resolution)
-        if context.enabled:
-            import torch.distributed as dist
-
-            dist.barrier()
-        if not context.is_main:
-            source = frame_source(cfg.data, cfg.model.generator.img_resolution, generate=False)
+        source = main_process_first(
+            context, lambda main: frame_source(cfg.data, cfg.model.generator.img_resolution, generate=main),
+            timedelta(seconds=cfg.dataset_wait_seconds),
+        )
         dataset = TrainingPairs(source, "train", frames=2, repeat=cfg.data.repeat)
         config = OmegaConf.to_container(cfg, resolve=True)
         return train(animator, loss.to(context.device), dataset, settings, run, config, context)

@@ -17,7 +17,7 @@ from otavatar.training import checkpointing
 from otavatar.training.batches import training_batches
 from otavatar.training.distributed import DistributedContext, broadcast_parameters
 from otavatar.training.monitor import TrainingMonitor
-from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings, host_scalars
 
 
 @dataclass
@@ -56,7 +56,10 @@ def _resume(
     trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, Any], context: DistributedContext, monitor_message: Callable[[str], None]
 ) -> tuple[int, Path | None]:
     """Load ``run.resume``, else the newest checkpoint of the run directory that loads; nothing is written here.
-    Returns the iteration reached and the checkpoint (None: a fresh start)."""
+    Returns the iteration reached and the checkpoint (None: a fresh start).
+
+    Checkpoints are read to the CPU (load_torch_file): RNG states must stay CPU byte tensors (torch.set_rng_state
+    refuses others), and load_state_dict moves weights and optimiser states to the networks' device."""
     if run.resume:
         path, state = Path(run.resume), checkpointing.load_checkpoint(Path(run.resume))
     else:
@@ -116,7 +119,10 @@ def train(
     start, last = _resume(trainer, run, config, context, print if context.is_main else (lambda _: None))
     monitor = TrainingMonitor(run.run_dir, run.iterations, start, active=context.is_main)
     monitor.record_config(config)
-    batches = training_batches(dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers)
+    batches = training_batches(
+        dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers,
+        pin_memory=context.device.type != "cpu",
+    )
 
     def save(iteration: int) -> Path:
         rng = _all_rng_states(context)
@@ -138,7 +144,7 @@ def train(
                 raise
             monitor.advance()
             if iteration % run.log_every == 0 or iteration == run.iterations:
-                monitor.log_scalars(iteration, logs, run.batch_size * context.world_size)
+                monitor.log_scalars(iteration, host_scalars(logs), run.batch_size * context.world_size)
             if context.is_main and run.image_every and iteration % run.image_every == 0:
                 monitor.log_images(iteration, _preview(trainer, batch))
             if iteration % run.checkpoint_every == 0 or iteration == run.iterations:

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from otavatar.config import build_generator
+from otavatar.config import build_generator, typed_settings
 from otavatar.errors import FileFormatError
 from otavatar.files import load_torch_file
+from otavatar.speed import CudaSettings, configure_cuda
 from otavatar.training.checkpointing import atomic_torch_save, newest_loadable_checkpoint, save_checkpoint
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
 
 
 def load_pretrained_generator(path: Path) -> dict:
-    """A file written by this recipe: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
+    """A file written by this recipe, on the CPU: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
     state = load_torch_file(path, "a generator written by scripts/pretrain_generator.py")
     if not isinstance(state, dict) or "G_ema" not in state:
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise FileFormatError(f"init_generator: {path} has no 'G_ema' (found {found}); expected a file written by scripts/pretrain_generator.py")
     return state
+
+
+def resume_pretraining(trainer: GeneratorPretrainer, run_dir: Path, say: Callable[[str], None] = print) -> Path | None:
+    """Continue ``trainer`` from the run directory's newest checkpoint that loads, if any; returns its path.
+    Each newer checkpoint that does not load is named through ``say`` with the reason.
+
+    Read to the CPU (:func:`otavatar.files.load_torch_file`): RNG states must stay CPU byte tensors, and
+    ``load_state_dict`` moves weights and optimiser states to the trainer's device.
+    """
+    found = newest_loadable_checkpoint(run_dir, say)
+    if found is None:
+        return None
+    path, state = found
+    trainer.load_state_dict(state["pretrainer"])
+    return path
 
 
 def _device(name: str) -> torch.device:
@@ -30,22 +47,24 @@ def _device(name: str) -> torch.device:
 
 
 def pretrain_from_config(cfg: DictConfig) -> Path:
-    """Train (resuming from the run directory's latest checkpoint) and write the generator to ``cfg.out``."""
+    """Train (resuming from the run directory's newest loadable checkpoint) and write the generator to ``cfg.out``."""
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
+    configure_cuda(typed_settings(CudaSettings, cfg.cuda, "cuda"))
     generator = build_generator(cfg.model.generator).to(device).train()
     settings = PretrainSettings(
         iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
         region_weight=cfg.region_weight, region_start=cfg.region_start, extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
+        field_iterations=cfg.field_iterations, field_weight=cfg.field_weight, field_points=cfg.field_points,
+        image_batch_size=cfg.image_batch_size,
     )
     trainer = GeneratorPretrainer(generator, settings, cfg.seed)
     run_dir = Path(cfg.run_dir)
-    resume = newest_loadable_checkpoint(run_dir, print)
+    resume = resume_pretraining(trainer, run_dir)
     if resume is not None:
-        trainer.load_state_dict(resume[1]["pretrainer"])
-        print(f"resumed from {resume[0]} (iteration {trainer.iteration})")
+        print(f"resumed from {resume} (iteration {trainer.iteration})")
     elif cfg.init_generator:
         trainer.initialise_from(load_pretrained_generator(Path(cfg.init_generator)))
         print(f"started from {cfg.init_generator}")
