@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,6 +33,9 @@ class RunSettings:
     resume: str | None = None
 
 
+TRAINER_DEFAULTS = {f.name: f.default for f in fields(TrainerSettings) if f.default is not MISSING and not isinstance(f.default, tuple)}
+
+
 class ConfigMismatchError(ValueError):
     """The checkpoint was trained with a different model or trainer configuration."""
 
@@ -51,9 +54,13 @@ def _resume(trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, A
     if path is None:
         return 0
     state = checkpointing.load_checkpoint(path, map_location=context.device)
-    differences = checkpointing.config_differences(
-        {k: state["config"].get(k) for k in ("model", "trainer")}, {k: config.get(k) for k in ("model", "trainer")}
-    )
+    saved = {k: state["config"].get(k) for k in ("model", "trainer")}
+    current = {k: config.get(k) for k in ("model", "trainer")}
+    if isinstance(saved["trainer"], Mapping) and isinstance(current["trainer"], Mapping):
+        # Trainer settings added after the checkpoint was written count as their defaults, the behaviour it was trained with.
+        added = {k: TRAINER_DEFAULTS[k] for k in current["trainer"] if k in TRAINER_DEFAULTS and k not in saved["trainer"]}
+        saved["trainer"] = {**saved["trainer"], **added}
+    differences = checkpointing.config_differences(saved, current)
     if differences:
         raise ConfigMismatchError(f"checkpoint {path} does not match the configuration:\n  " + "\n  ".join(differences))
     trainer.load_state_dict(state)
