@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otavatar.assets import asset_path
 from otavatar.losses.identity import IdentityLoss, load_arcface
 from otavatar.losses.perceptual import PerceptualLoss, load_vgg19_features
 from otavatar.losses.region import RegionLoss
@@ -51,6 +52,12 @@ class LossWeights:
     regulariser_points: int = 2000
     vgg19_path: str | None = None
     arcface_path: str | None = None
+
+
+def missing_weight_files(config: Mapping) -> list[str]:
+    """The pretrained files a loss config needs and that are not there: VGG19 for a perceptual term, ArcFace for an identity term."""
+    needed = [("vgg19", config.get("perceptual", 0.0), config.get("vgg19_path")), ("arcface", config.get("identity", 0.0), config.get("arcface_path"))]
+    return [str(asset_path(name, path)) for name, weight, path in needed if weight and not asset_path(name, path).is_file()]
 
 
 def pixel_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
