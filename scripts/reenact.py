@@ -19,7 +19,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from otavatar.avatar_file import load_avatar
-from otavatar.cli import add_inversion_arguments, camera_path, construct, load_model
+from otavatar.cli import add_inversion_arguments, camera_path, construct, load_model, refit_camera
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
@@ -47,12 +47,16 @@ def main() -> None:
     parser.add_argument("--depth", action="store_true", help="also write the depth maps as <out>_depth.mp4")
     parser.add_argument("--w", choices=["w", "w_plus"], default="w_plus", help="which identity code of the avatar")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--optimize-camera", action="store_true",
+                        help="refit the avatar's intrinsics correction on the first driving frame, w_id frozen (the release's --cam_optim)")
     add_inversion_arguments(parser)
     args = parser.parse_args()
     if args.avatar and args.portrait:
         parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME")
+    if args.optimize_camera and args.driving and args.driving.suffix.lower() not in VIDEO_SUFFIXES:
+        parser.error("--optimize-camera fits the first driving frame: drive with a video, a dataset video or the embedded sample, not a coefficient file")
 
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
     size = model_config["generator"]["img_resolution"]
@@ -67,12 +71,13 @@ def main() -> None:
     animator = avatar_animator(animator, avatar)
     identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
 
-    driving_images = driving_cameras = audio = None
+    driving_images = driving_cameras = audio = first_frame = None  # first_frame: what --optimize-camera fits
     fps = 25.0
     if args.driving and args.driving.suffix.lower() in VIDEO_SUFFIXES:
         driving = driving_video(args.driving, size, model_config, args.device)
         windows, driving_cameras, fps, audio = driving.windows, driving.cameras, driving.fps, args.driving
         driving_images = driving.images if args.side_by_side else None
+        first_frame = {"image": driving.images[:1], "keypoints": driving.keypoints[:1], "motion": windows[:1], "camera": driving_cameras[:1]}
     elif args.driving:
         windows = motion_windows(read_coefficients(args.driving))
     elif not args.dataset:
@@ -80,12 +85,17 @@ def main() -> None:
         driver = sample()[1]
         windows, driving_cameras = driving_windows(driver), driver.cameras
         driving_images = driver.images * 2 - 1 if args.side_by_side else None
+        first_frame = frame_target(driver)
     else:
         source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size)
         data = source.video(args.video)
         windows, driving_cameras = data["motion"], data["camera"]
         if args.side_by_side:
             driving_images = torch.stack([source.image(args.video, f) for f in range(windows.shape[0])])
+        first_frame = {key: value[None] for key, value in source.frame(args.video, 0).items()}
+    correction = avatar["correction"].to(args.device)
+    if args.optimize_camera:
+        correction = refit_camera(args, animator, identity.to(args.device), first_frame)
     fps = args.fps or fps
     cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, avatar["camera"])
     if args.frames_dir:
@@ -98,7 +108,7 @@ def main() -> None:
 
     def frames():
         index = 0
-        batches = reenact(animator, identity.to(args.device), windows, cameras, avatar["correction"].to(args.device), args.batch_size)
+        batches = reenact(animator, identity.to(args.device), windows, cameras, correction, args.batch_size)
         for batch in batches:
             images = batch["image"].cpu()
             if args.depth:
