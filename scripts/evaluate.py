@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--include-driver", action="store_true",
                         help="cross_id: also drive the driver's own video, as the release does (default: every other test video)")
     parser.add_argument("--camera-source", default=None, choices=["ground_truth", "condition"],
-                        help="default: ground_truth for synthetic_* protocols, condition otherwise")
+                        help="default: ground_truth for synthetic_* protocols and for multiview on a dataset that stores exact "
+                             "cameras (a converted Multiface capture), condition otherwise")
     parser.add_argument("--frames", type=int, default=None, help="frames per episode (default: the whole video)")
     parser.add_argument("--episodes", type=int, default=None, help="evaluate only the first N episodes")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<protocol>")
@@ -81,7 +82,9 @@ def main() -> None:
     if not dataset.is_dir():
         parser.error(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
     database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
-    camera_source = args.camera_source or ("ground_truth" if synthetic else "condition")
+    test_videos = database.splits["test"]
+    exact = args.protocol == "multiview" and bool(test_videos) and database.has(test_videos[0], "camera")
+    camera_source = args.camera_source or ("ground_truth" if synthetic or exact else "condition")
     source = FrameSource(database, camera_source, image_size=size)
 
     motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")

@@ -6,7 +6,8 @@
   driven by WRA_EricCantor_000); real data has no ground truth, so only identity, expression and
   pose metrics apply. The driver's own video is not an episode (it would be self-reenactment)
   unless ``include_driver``: the release drives every test video, the driver included;
-- ``multiview``: like ``self``, seen from a stored extra view (the paper's Multiface protocol);
+- ``multiview``: like ``self``, seen from a stored extra view (the paper's Multiface protocol, over a
+  capture converted by ``scripts/preprocess.py multiface``);
 - ``synthetic_cross_id``: on synthetic heads, every held-out identity driven by the next held-out
   identity's video; the renderer draws the source identity with the driver's expression and pose,
   so cross-identity reenactment has exact ground truth;
