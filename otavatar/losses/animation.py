@@ -29,7 +29,8 @@ class LossWeights:
 
     Release-vs-paper switches: ``release_eye_bug`` (False: the eye terms compare prediction and
     target, as the paper intends); ``monotonic_detach`` (EG3D's variant; the release detaches
-    nothing); ``motion_code`` (the paper's L1 on w_x; the paper gives no weight, the release uses 0).
+    nothing); ``motion_code``: an L1 on the motion code w_x = C(x), otavatar's option (weight 0, as
+    neither the paper nor the release has it; the paper's L1 is on C's parameters, ``trainer.controller_l1``).
     ``raw_scales``/``sr_scales``: perceptual scales on the raw and super-resolved images.
     ``vgg19_path``/``arcface_path``: explicit weight files (None: see :mod:`otavatar.assets`).
     ``pixel_l1``: L1 over the whole image, not a release term: without the perceptual loss (no ImageNet
