@@ -281,6 +281,8 @@ def write_multiface_dataset(
     if out.exists():
         raise FileExistsError(f"Multiface dataset: {out} already exists; remove it or choose another --out")
     sentences = list(sentences or capture.sentences())
+    if not sentences:
+        raise MultifaceLayoutError(f"Multiface capture {capture.root}: no sentence folder under images/")
     unknown = sorted({*(views or ()), *([frontal] if frontal else [])} - set(capture.cameras))
     if unknown:
         raise MultifaceLayoutError(f"Multiface capture {capture.root}: cameras {unknown} are not in its KRT file ({len(capture.cameras)} cameras)")
