@@ -19,7 +19,26 @@ from pathlib import Path
 import torch
 
 from otavatar.config import build_generator, load_model_preset
-from otavatar.speed import SPEED_MODES, SpeedMode, keep_freed_memory, speed_mode, speed_mode_by_name
+from otavatar.speed import SPEED_MODES, CudaSettings, SpeedMode, configure_cuda, keep_freed_memory, speed_mode, speed_mode_by_name
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """Defaults of the benchmark (scripts/benchmark.py takes its options' defaults from here).
+
+    ``warmup``: untimed runs first. cuDNN's algorithm search (``cudnn_benchmark``) runs on the first
+    call, and CUDA graphs (``torch.compile(mode="reduce-overhead")``) warm up on the first call,
+    record on the second and replay from the third: at least :data:`CUDA_GRAPH_WARMUP` runs.
+    """
+
+    runs: int = 5
+    warmup: int = 3
+    batch: int = 1
+    seed: int = 0
+
+
+CUDA_GRAPH_WARMUP = 3
+BENCHMARK = BenchmarkSettings()
 
 
 @dataclass
@@ -44,6 +63,7 @@ class BenchmarkResult:
     peak_memory_mb: float
     load_average: float | None
     psnr_vs_exact: float | None = None
+    tf32: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,14 +119,15 @@ def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
 def benchmark_animation_path(
     preset: str,
     mode: SpeedMode | str = "exact",
-    batch: int = 1,
-    runs: int = 5,
-    warmup: int = 1,
+    batch: int = BENCHMARK.batch,
+    runs: int = BENCHMARK.runs,
+    warmup: int = BENCHMARK.warmup,
     device: str = "cpu",
-    seed: int = 0,
+    seed: int = BENCHMARK.seed,
     quality: bool = False,
     allocator_keeps_memory: bool = False,
     compile_mode: str | None = None,
+    cuda: CudaSettings = CudaSettings(),
 ) -> BenchmarkResult:
     """Median wall time of ws → planes → render → super-resolution over ``runs`` after ``warmup`` runs.
 
@@ -115,9 +136,16 @@ def benchmark_animation_path(
     the exact mode itself).
     ``allocator_keeps_memory`` applies :func:`otavatar.speed.keep_freed_memory` to this process.
     ``compile_mode`` is passed to ``torch.compile`` when the mode compiles (e.g. ``reduce-overhead``
-    for CUDA graphs; every shape in the path is static).
+    for CUDA graphs; every shape in the path is static; it needs ``warmup`` ≥ 3).
+    ``cuda``: the CUDA backend switches (cuDNN autotuning, TF32), applied to this process.
     """
     mode = speed_mode_by_name(mode) if isinstance(mode, str) else mode
+    if mode.compile and compile_mode == "reduce-overhead" and warmup < CUDA_GRAPH_WARMUP:
+        raise ValueError(
+            f"benchmark: CUDA graphs (compile mode reduce-overhead) record on the 2nd run and replay from the 3rd; "
+            f"warmup {warmup} would time the recording: use --warmup {CUDA_GRAPH_WARMUP} or more"
+        )
+    configure_cuda(cuda)
     torch_device = torch.device(device)
     kept = keep_freed_memory() if allocator_keeps_memory else False
     generator = torch.Generator().manual_seed(seed)
@@ -174,6 +202,7 @@ def benchmark_animation_path(
         peak_memory_mb=_peak_memory_mb(torch_device),
         load_average=_load_average(),
         psnr_vs_exact=psnr_vs_exact,
+        tf32=cuda.tf32,
     )
 
 
@@ -216,8 +245,9 @@ def format_table(results: list[BenchmarkResult]) -> str:
     for r in results:
         quality = "—" if r.psnr_vs_exact is None else f"{r.psnr_vs_exact:.1f} dB"
         load = "—" if r.load_average is None else f"{r.load_average:.1f}"
+        precision = f"{r.precision} +TF32" if r.tf32 else r.precision
         rows.append(
-            f"| {r.preset} | {r.mode} | {r.device} | {r.precision} | {r.threads} | {r.batch} "
+            f"| {r.preset} | {r.mode} | {r.device} | {precision} | {r.threads} | {r.batch} "
             f"| {r.coarse_samples}+{r.fine_samples} | {r.neural_rendering_resolution}² | {_compile_label(r)} "
             f"| {'yes' if r.keep_freed_memory else 'no'} | {r.seconds_per_frame:.3f} | {r.frames_per_second:.3f} "
             f"| {r.peak_memory_mb:.0f} | {quality} | {load} |"

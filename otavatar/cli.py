@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm import tqdm
@@ -19,9 +21,12 @@ from otavatar.losses.animation import AnimationLoss
 from otavatar.losses.lpips_alexnet import load_lpips
 from otavatar.models.animator import Animator
 from otavatar.one_shot import PivotalTuningSettings, build_avatar
+from otavatar.speed import SPEED_MODES, CudaSettings, SpeedMode, configure_cuda, speed_mode, speed_mode_by_name
 
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "pretrained" / "otavatar_tiny.pt"
+# Steps between loss readings on the progress bar: each reading waits for the device.
+PROGRESS_EVERY = 10
 
 
 def load_model(checkpoint: str | Path, device: str) -> tuple[Animator, dict, str]:
@@ -33,6 +38,28 @@ def load_model(checkpoint: str | Path, device: str) -> tuple[Animator, dict, str
         )
     animator, model_config = load_animator(checkpoint)
     return animator.to(device), model_config, file_sha256(checkpoint)
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--speed`` and ``--tf32``, shared by the inference scripts (defaults: exact fp32, as the release)."""
+    parser.add_argument("--speed", default="exact", choices=sorted(SPEED_MODES),
+                        help="exact: the preset's computation; fast: half the samples per ray and bf16/fp16 convolutions (README, Performance)")
+    parser.add_argument("--tf32", action="store_true", default=CudaSettings.tf32,
+                        help="CUDA: TF32 tensor cores for fp32 work (faster; parity with the release needs it off)")
+
+
+@contextlib.contextmanager
+def inference_speed(args: argparse.Namespace, generator: torch.nn.Module, task: str) -> Iterator[SpeedMode]:
+    """The CUDA switches and the ``--speed`` mode for the block, with a line saying how ``task`` runs."""
+    configure_cuda(replace(CudaSettings(), tf32=args.tf32))
+    mode = speed_mode_by_name(args.speed)
+    settings = mode.resolved(args.device).settings(generator)
+    with speed_mode(generator, mode, args.device) as resolved:
+        print(
+            f"{task}: speed {mode.name}, {settings['coarse_samples']}+{settings['fine_samples']} samples/ray, {resolved.precision}"
+            f"{', TF32' if args.tf32 else ''} on {args.device}"
+        )
+        yield resolved
 
 
 def camera_path(mode: str, count: int, driving: torch.Tensor | None, source: torch.Tensor) -> torch.Tensor:
@@ -97,8 +124,9 @@ def construct(args: argparse.Namespace, animator: Animator, model_config: dict, 
     lpips = pivotal_tuning_lpips(pti, args.device) if pti else None
     bar = tqdm(total=settings.w_steps + settings.w_plus_steps + (pti.steps if pti else 0), desc="invert")
 
-    def progress(phase: str, step: int, value: float) -> None:
-        bar.set_postfix(phase=phase, loss=f"{value:.4f}", refresh=False)
+    def progress(phase: str, step: int, value: torch.Tensor) -> None:
+        if step % PROGRESS_EVERY == 0:
+            bar.set_postfix(phase=phase, loss=f"{float(value):.4f}", refresh=False)
         bar.update()
 
     target = {key: value.to(args.device) for key, value in target.items()}

@@ -94,7 +94,7 @@ def invert(
     target: Mapping[str, torch.Tensor],
     frame_loss: FrameLoss,
     settings: InversionSettings = InversionSettings(),
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
 ) -> InversionResult:
     """Invert portraits to w_id with the controller applied to their own motion (so w_id is motion-free).
 
@@ -103,7 +103,9 @@ def invert(
         target: ``image`` ``(B, 3, H, W)`` in [−1, 1], ``keypoints`` ``(B, 68, 2)`` in pixels of H,
             ``motion`` x ``(B, 70, 27)``, ``camera`` p ``(B, 25)``.
         frame_loss: ``frame_loss(output, target, super_resolve=..., generator=...)`` → (total, terms).
-        on_step: called as ``on_step(phase, step, loss)`` after every step (progress bars, logs).
+        on_step: called as ``on_step(phase, step, loss)`` after every step (progress bars, logs);
+            ``loss`` is a 0-dim tensor on the device, and reading it waits for the device: read it
+            every few steps.
 
     Returns:
         w_id in W ``(B, 1, 512)``, in W+ ``(B, num_ws, 512)`` (None without W+ steps), the intrinsics
@@ -121,7 +123,7 @@ def invert(
 def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
     batch_size = target["image"].shape[0]
     correction = torch.zeros(batch_size, 18, device=target["image"].device)
-    curve: list[float] = []
+    curve: list[torch.Tensor] = []  # read once at the end: a read per step would wait for the device every step
     # What does not change across steps is computed once: C(x) (C is frozen, x fixed) and, through
     # the loss's cache, the target's resized images and VGG/ArcFace features.
     if settings.reuse_static_work:
@@ -136,7 +138,7 @@ def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
     final = identity_w_plus if identity_w_plus is not None else identity_w
     with torch.no_grad():
         output = _render(animator, final, correction, target, settings, super_resolve=True)
-    return InversionResult(identity_w, identity_w_plus, correction.detach(), output["image"], curve)
+    return InversionResult(identity_w, identity_w_plus, correction.detach(), output["image"], torch.stack(curve).tolist() if curve else [])
 
 
 def _render(animator: Animator, identity, correction, target, settings: InversionSettings, super_resolve: bool) -> dict:
@@ -171,7 +173,7 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
         optimizer.step()
         if camera_optimizer:
             camera_optimizer.step()
-        curve.append(loss.item())
+        curve.append(loss.detach())
         if on_step is not None:
             on_step(phase, step, curve[-1])
     correction.requires_grad_(False)
@@ -189,7 +191,7 @@ def fit_camera(
     settings: InversionSettings = InversionSettings(),
     steps: int = CAMERA_FIT_STEPS,
     sr_steps: int | None = 10,
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """The release's ``--cam_optim``: the intrinsics correction refitted from zero on ``target`` with w_id frozen.
 
@@ -222,7 +224,7 @@ def fit_camera(
             loss.backward()
             optimizer.step()
             if on_step is not None:
-                on_step("camera", step, loss.item())
+                on_step("camera", step, loss.detach())
         return correction.detach()
     finally:
         for parameter in trainable:

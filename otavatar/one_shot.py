@@ -114,7 +114,7 @@ def pivotal_tuning(
     target: Mapping[str, torch.Tensor],
     settings: PivotalTuningSettings = PivotalTuningSettings(),
     lpips: nn.Module | None = None,
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
 ) -> PivotalTuningResult:
     """Finetune a copy of G_eg so that G(w_id + C(x)) reproduces the portrait; w_id, C and the camera stay fixed.
 
@@ -122,7 +122,8 @@ def pivotal_tuning(
     portrait area-resized to it; super-resolution never enters (the release's step count never reaches
     its super-resolved steps), so its weights do not change. Each step's render is scored by ``lpips``
     (AlexNet LPIPS, nearest-upsampled to the portrait's size) before its update, and tuning stops once
-    that is ≤ ``settings.lpips_threshold``; with ``lpips`` None every step runs. The original animator is untouched.
+    that is ≤ ``settings.lpips_threshold`` (a device read per step, as the release's); with ``lpips`` None
+    every step runs, and the losses are read once at the end. The original animator is untouched.
     """
     tuned = copy.deepcopy(animator)
     tuned.requires_grad_(False)
@@ -130,22 +131,25 @@ def pivotal_tuning(
     optimizer = torch.optim.Adam(tuned.generator.parameters(), lr=settings.lr)
     camera = correct_intrinsics(target["camera"], correction)
     image = target["image"]
-    curve, distances = [], []
+    curve: list[torch.Tensor] = []
+    distances: list[float] = []
+    stopped = False
     for step in range(settings.steps):
         raw = tuned.render(identity, target["motion"], camera, clamp=True, super_resolve=False)["image_raw"]
         if lpips is not None:
             with torch.no_grad():
                 distances.append(float(lpips(F.interpolate(raw, size=image.shape[-2:], mode="nearest"), image).mean()))
             if distances[-1] <= settings.lpips_threshold:
-                return PivotalTuningResult(tuned.requires_grad_(False).eval(), curve, distances, True)
+                stopped = True
+                break
         loss = pixel_loss(raw, image)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        curve.append(loss.item())
+        curve.append(loss.detach())
         if on_step:
             on_step("PTI", step, curve[-1])
-    return PivotalTuningResult(tuned.requires_grad_(False).eval(), curve, distances, False)
+    return PivotalTuningResult(tuned.requires_grad_(False).eval(), torch.stack(curve).tolist() if curve else [], distances, stopped)
 
 
 def build_avatar(
@@ -155,7 +159,7 @@ def build_avatar(
     frame_loss: FrameLoss,
     settings: InversionSettings,
     pti: PivotalTuningSettings | None = None,
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
     lpips: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Invert (W, then W+), optionally tune the generator (``lpips``: its early stop, see :func:`pivotal_tuning`),

@@ -1,10 +1,12 @@
 """Speed modes of the animation path: the exact computation, or a documented faster approximation.
 
-``exact`` (the default everywhere) renders as the preset says, in fp32 on the CPU (the release's
-precision). ``fast`` does less work: half the depth samples per ray (24 + 24 instead of 48 + 48
-for FFHQ-512), and the synthesis and super-resolution convolutions under bf16 autocast on CPUs
-with native bf16 (AVX512-BF16 or AMX) or fp16 autocast on CUDA; the tri-plane skip accumulation
-and the volume renderer stay fp32. Its quality cost (PSNR against ``exact``) is measured by
+``exact`` (the default everywhere) renders as the preset says, in fp32 (the release's precision).
+``fast`` does less work: half the depth samples per ray (24 + 24 instead of 48 + 48 for
+FFHQ-512), and the synthesis and super-resolution convolutions under bf16 autocast where the
+device has native bf16 (AVX512-BF16 or AMX CPUs, Ampere and later GPUs), fp16 autocast on older
+GPUs (there the tri-plane backbone stays fp32, as EG3D trained it, and the super-resolution is
+clamped to ±256); the tri-plane skip accumulation, the volume renderer and the density samples
+stay fp32. Its quality cost (PSNR against ``exact``) is measured by
 ``scripts/benchmark.py --quality`` and listed in the README's Performance section.
 
 Apply a mode around any call into the generator (``synthesis``, ``Animator.render``,
@@ -39,7 +41,7 @@ class SpeedMode:
         neural_rendering_resolution: rays per side r; None keeps the preset's (super-resolution
             resizes its input to a fixed size, so a lower r only makes rendering cheaper).
         precision: autocast dtype of the convolutions: ``float32`` (no autocast), ``bfloat16``,
-            ``float16``, or ``auto`` (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32).
+            ``float16``, or ``auto`` (:func:`native_low_precision`).
         compile: run ``synthesis`` through ``torch.compile`` (applied by the benchmark).
     """
 
@@ -102,10 +104,16 @@ def speed_mode_by_name(name: str) -> SpeedMode:
 
 
 def native_low_precision(device: torch.device) -> str:
-    """The reduced precision ``device`` computes natively: fp16 on CUDA, bf16 on CPUs with
-    AVX512-BF16 or AMX (elsewhere oneDNN emulates bf16, slower than fp32), else fp32."""
+    """The reduced precision ``device`` computes natively: bf16 on GPUs that have it (Ampere and
+    later: A100, H100, RTX 30xx+), fp16 on older GPUs, bf16 on CPUs with AVX512-BF16 or AMX
+    (elsewhere oneDNN emulates bf16, slower than fp32), else fp32.
+
+    bf16 has fp32's range; fp16 overflows past ±65504, so under fp16 the tri-plane backbone stays
+    fp32 and unclamped layers are clamped (:meth:`TriPlaneGenerator.synthesize_planes`,
+    :func:`otavatar.models.stylegan2.activation_clamp`).
+    """
     if device.type == "cuda":
-        return "float16"
+        return "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float16"
     if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
         return "bfloat16"
     return "float32"
@@ -121,23 +129,47 @@ def speed_mode(generator: nn.Module, mode: SpeedMode, device: torch.device | str
     mode = mode.resolved(device)
     saved_kwargs = dict(generator.rendering_kwargs)
     saved_resolution = generator.neural_rendering_resolution
+    saved_dtype = generator.autocast_dtype
     coarse, fine = mode.samples(generator)
     generator.rendering_kwargs["depth_resolution"] = coarse
     generator.rendering_kwargs["depth_resolution_importance"] = fine
     if mode.neural_rendering_resolution is not None:
         generator.neural_rendering_resolution = mode.neural_rendering_resolution
-    autocast = (
-        torch.autocast(device.type, dtype=getattr(torch, mode.precision))
-        if mode.precision != "float32"
-        else contextlib.nullcontext()
-    )
+    # The generator's own convolutions only: other networks in the block (controller, losses, metric
+    # extractors) keep their precision.
+    generator.autocast_dtype = getattr(torch, mode.precision) if mode.precision != "float32" else None
     try:
-        with autocast:
-            yield mode
+        yield mode
     finally:
         generator.rendering_kwargs.clear()
         generator.rendering_kwargs.update(saved_kwargs)
         generator.neural_rendering_resolution = saved_resolution
+        generator.autocast_dtype = saved_dtype
+
+
+@dataclass(frozen=True)
+class CudaSettings:
+    """Process-wide CUDA backend switches, applied by :func:`configure_cuda` (harmless without a GPU).
+
+    Args:
+        cudnn_benchmark: cuDNN times its convolution algorithms on the first call of each input shape
+            and keeps the fastest. Shapes are fixed by the preset, the batch size and the rendering
+            resolution, so only the first calls pay (benchmarks warm up past them).
+        tf32: TF32 tensor cores for fp32 matrix products and convolutions (Ampere and later): faster,
+            with a 10-bit mantissa. Off by default because parity with the release (the exact mode)
+            holds only in full fp32; PyTorch's own default turns it on for cuDNN convolutions.
+    """
+
+    cudnn_benchmark: bool = True
+    tf32: bool = False
+
+
+def configure_cuda(settings: CudaSettings = CudaSettings()) -> None:
+    """Apply ``settings`` to this process's CUDA backends."""
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    precision = "tf32" if settings.tf32 else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
 
 
 def keep_freed_memory() -> bool:

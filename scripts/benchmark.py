@@ -5,7 +5,8 @@ grows and written to JSON.
 
     python scripts/benchmark.py --preset eg3d_ffhq512 --runs 5
     python scripts/benchmark.py --preset tiny eg3d_ffhq512 --mode exact fast --quality --json results/benchmark.json
-    python scripts/benchmark.py --preset eg3d_ffhq512 --device cuda --mode exact fast --compile
+    python scripts/benchmark.py --preset eg3d_ffhq512 --device cuda --mode exact fast --quality   # what a GPU owner reports
+    python scripts/benchmark.py --preset eg3d_ffhq512 --device cuda --mode exact fast --compile-mode reduce-overhead
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ from pathlib import Path
 
 import torch
 
-from otavatar.benchmarking import benchmark_animation_path, benchmark_in_subprocess, format_table
+from otavatar.benchmarking import BENCHMARK, benchmark_animation_path, benchmark_in_subprocess, format_table
 from otavatar.config import model_presets
-from otavatar.speed import PRECISIONS, SPEED_MODES, speed_mode_by_name
+from otavatar.speed import PRECISIONS, SPEED_MODES, CudaSettings, speed_mode_by_name
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", nargs="+", default=["tiny"], help=f"model presets: {model_presets()}")
     parser.add_argument("--mode", nargs="+", default=["exact"], choices=sorted(SPEED_MODES), help="speed modes (otavatar/speed.py)")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=BENCHMARK.batch)
+    parser.add_argument("--runs", type=int, default=BENCHMARK.runs, help="timed runs; the median is reported")
+    parser.add_argument("--warmup", type=int, default=BENCHMARK.warmup,
+                        help="untimed runs first (cuDNN autotuning; CUDA graphs need 3)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help="override the modes' autocast precision")
@@ -41,6 +43,8 @@ def main() -> None:
         help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs)",
     )
     parser.add_argument("--quality", action="store_true", help="add each mode's PSNR against the exact output")
+    parser.add_argument("--tf32", action="store_true", default=CudaSettings.tf32,
+                        help="CUDA: TF32 tensor cores for fp32 work (off by default: parity with the release needs full fp32)")
     parser.add_argument(
         "--default-allocator", action="store_true",
         help="leave glibc's malloc as is (by default freed memory is kept, see otavatar.speed.keep_freed_memory)",
@@ -64,6 +68,7 @@ def main() -> None:
             kwargs = dict(
                 preset=preset, mode=mode, batch=args.batch, runs=args.runs, warmup=args.warmup, device=args.device,
                 quality=args.quality, allocator_keeps_memory=not args.default_allocator, compile_mode=args.compile_mode,
+                cuda=dataclasses.replace(CudaSettings(), tf32=args.tf32),
             )
             if args.in_process:
                 result = benchmark_animation_path(**kwargs)

@@ -14,13 +14,14 @@ synthetic protocols invert with ``offline_l1``. Both files state the loss and sc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from otavatar.cli import DEFAULT_CHECKPOINT, inversion_settings, load_model
+from otavatar.cli import DEFAULT_CHECKPOINT, add_speed_arguments, inference_speed, inversion_settings, load_model
 from otavatar.config import inversion_presets, load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="override the schedule's learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    add_speed_arguments(parser)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -111,7 +113,11 @@ def main() -> None:
     frame_loss = None if args.renders else AnimationLoss.from_config(load_loss_preset(loss), use_regularisers=False).to(args.device)
     inversion = inversion_settings(args)
     settings = EvaluationSettings(args.protocol, args.driving, args.frames, args.episodes, baselines, inversion, args.include_driver)
-    per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
+    if args.fps and animator is None:
+        parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
+    with inference_speed(args, animator.generator, "evaluation") if animator is not None else contextlib.nullcontext():
+        per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
+        fps = animation_fps(animator, source, database.splits["test"][0]) if args.fps else None
     suite = suites["otavatar"]
     results = {
         "protocol": args.protocol,
@@ -125,11 +131,10 @@ def main() -> None:
         **suite.description(),
         "inversion": None if args.renders else {"loss": loss, "schedule": args.schedule, **asdict(inversion)},
         **({"include_driver": args.include_driver} if args.protocol == "cross_id" else {}),
+        "speed": {"mode": args.speed, "tf32": args.tf32},
     }
-    if args.fps:
-        if animator is None:
-            parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
-        results["fps"] = animation_fps(animator, source, database.splits["test"][0])
+    if fps is not None:
+        results["fps"] = fps
     files = write_results(out, results)
     print(open(files[-1]).read())
     print(f"wrote {', '.join(map(str, files))} in {time.perf_counter() - started:.0f} s")

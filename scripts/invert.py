@@ -2,6 +2,7 @@
 
     python scripts/invert.py --portrait photo.jpg --out avatar.pt
     python scripts/invert.py --portrait photo.jpg --coeffs photo_coeffs.txt --pti --out avatar.pt
+    python scripts/invert.py --portrait photo.jpg --device cuda --speed fast --out avatar.pt
     python scripts/invert.py --dataset datasets/synthetic_128 --video 'synth0038#00' --frame 0 --out avatar.pt
     python scripts/invert.py                      # the embedded model and its sample portrait
 """
@@ -16,7 +17,7 @@ import torch
 from torchvision.utils import save_image
 
 from otavatar.avatar_file import save_avatar
-from otavatar.cli import add_inversion_arguments, construct, load_model
+from otavatar.cli import add_inversion_arguments, add_speed_arguments, construct, inference_speed, load_model
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import frame_target, sample_videos
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--camera-source", default="ground_truth", choices=["ground_truth", "condition"])
     parser.add_argument("--out", type=Path, default=Path("avatar.pt"))
     add_inversion_arguments(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args()
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME [--frame K]")
@@ -50,7 +52,8 @@ def main() -> None:
     else:
         print("no --portrait or --dataset: inverting the embedded sample (a held-out synthetic head)")
         target = frame_target(sample_videos(size, driving_frames=1)[0])
-    avatar = construct(args, animator, model_config, sha256, target)
+    with inference_speed(args, animator.generator, "inversion"):
+        avatar = construct(args, animator, model_config, sha256, target)
     save_avatar(args.out, avatar)
     preview = args.out.with_suffix(".png")
     save_image(torch.cat([avatar["source_image"], avatar["reconstruction"]]), preview, normalize=True, value_range=(-1, 1))

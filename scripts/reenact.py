@@ -4,6 +4,7 @@
     python scripts/reenact.py --portrait photo.jpg --driving motion.npy --camera orbit --out out.mp4
     python scripts/reenact.py --avatar avatar.pt --dataset DIR --video 'synth0001#00' --out out.mp4 --depth
     python scripts/reenact.py --side-by-side      # the embedded model, its sample portrait and driver
+    python scripts/reenact.py --avatar avatar.pt --driving talking.mp4 --device cuda --speed fast --out out.mp4
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from otavatar.avatar_file import load_avatar
-from otavatar.cli import add_inversion_arguments, camera_path, construct, load_model, refit_camera
+from otavatar.cli import add_inversion_arguments, add_speed_arguments, camera_path, construct, inference_speed, load_model, refit_camera
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--optimize-camera", action="store_true",
                         help="refit the avatar's intrinsics correction on the first driving frame, w_id frozen (the release's --cam_optim)")
     add_inversion_arguments(parser)
+    add_speed_arguments(parser)
     args = parser.parse_args()
     if args.avatar and args.portrait:
         parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
@@ -61,13 +63,16 @@ def main() -> None:
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
     size = model_config["generator"]["img_resolution"]
     sample = functools.cache(lambda: sample_videos(size))  # rendered only when used
-    if args.portrait:
-        avatar = construct(args, animator, model_config, sha256, portrait_target(args.portrait, model_config, args.coeffs).target)
-    elif args.avatar:
+    if args.avatar:
         avatar = load_avatar(args.avatar, sha256)
     else:
-        print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
-        avatar = construct(args, animator, model_config, sha256, frame_target(sample()[0]))
+        if args.portrait:
+            target = portrait_target(args.portrait, model_config, args.coeffs).target
+        else:
+            print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
+            target = frame_target(sample()[0])
+        with inference_speed(args, animator.generator, "inversion"):
+            avatar = construct(args, animator, model_config, sha256, target)
     animator = avatar_animator(animator, avatar)
     identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
 
@@ -95,7 +100,8 @@ def main() -> None:
         first_frame = {key: value[None] for key, value in source.frame(args.video, 0).items()}
     correction = avatar["correction"].to(args.device)
     if args.optimize_camera:
-        correction = refit_camera(args, animator, identity.to(args.device), first_frame)
+        with inference_speed(args, animator.generator, "camera refit"):
+            correction = refit_camera(args, animator, identity.to(args.device), first_frame)
     fps = args.fps or fps
     cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, avatar["camera"])
     if args.frames_dir:
@@ -123,7 +129,8 @@ def main() -> None:
             bar.update(images.shape[0])
             yield from to_uint8_frames(images)
 
-    write_video(frames(), args.out, fps, audio_source=audio)
+    with inference_speed(args, animator.generator, "reenactment"):
+        write_video(frames(), args.out, fps, audio_source=audio)
     bar.close()
     seconds = time.perf_counter() - start
     if args.depth:

@@ -56,3 +56,53 @@ def micro_checkpoint(folder, iteration: int = 1):
     trainer = DecouplingTrainer(micro_animator(), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
     state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(micro_config())}}
     return checkpointing.save_checkpoint(state, folder, iteration, keep=1), trainer
+
+
+HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+
+class HostReads:
+    """Counts the tensor→Python reads (``item``, ``tolist``, ``bool``, ``float``, ``int``) made by
+    otavatar's own code: on a GPU each one waits for the device (a host–device sync)."""
+
+    def __init__(self, monkeypatch, package_dir: str = "/otavatar/") -> None:
+        self.calls: list[tuple[str, str, int]] = []
+        for name in HOST_READS:
+            monkeypatch.setattr(torch.Tensor, name, self._counting(name, getattr(torch.Tensor, name), package_dir))
+
+    def _counting(self, name, original, package_dir):
+        import sys
+
+        def read(tensor, *args, **kwargs):
+            caller = sys._getframe(1)
+            if package_dir in caller.f_code.co_filename:
+                self.calls.append((name, caller.f_code.co_name, caller.f_lineno))
+            return original(tensor, *args, **kwargs)
+
+        return read
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+class TensorConstructions:
+    """Counts tensors built from Python data (``torch.tensor``, ``torch.as_tensor``, ``new_tensor``) by
+    otavatar's own code: on a GPU each is a host-to-device copy."""
+
+    def __init__(self, monkeypatch, package_dir: str = "/otavatar/") -> None:
+        import sys
+
+        self.calls: list[tuple[str, int]] = []
+
+        def counting(original):
+            def build(*args, **kwargs):
+                caller = sys._getframe(1)
+                if package_dir in caller.f_code.co_filename:
+                    self.calls.append((caller.f_code.co_name, caller.f_lineno))
+                return original(*args, **kwargs)
+
+            return build
+
+        monkeypatch.setattr(torch, "tensor", counting(torch.tensor))
+        monkeypatch.setattr(torch, "as_tensor", counting(torch.as_tensor))
+        monkeypatch.setattr(torch.Tensor, "new_tensor", counting(torch.Tensor.new_tensor))

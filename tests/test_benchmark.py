@@ -3,7 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from otavatar.benchmarking import benchmark_animation_path, format_table
+import dataclasses
+
+import pytest
+
+from otavatar.benchmarking import BENCHMARK, CUDA_GRAPH_WARMUP, benchmark_animation_path, format_table
+from otavatar.speed import SPEED_MODES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,3 +39,10 @@ def test_benchmark_script_writes_a_row_per_preset_and_mode(tmp_path):
     assert rows[0]["psnr_vs_exact"] is None and rows[1]["psnr_vs_exact"] > 40
     assert (rows[1]["coarse_samples"], rows[1]["fine_samples"]) == (12, 12)
     assert rows[0]["keep_freed_memory"] in (True, False)
+
+
+def test_cuda_graph_benchmarks_warm_up_past_the_recording():
+    assert BENCHMARK.warmup >= CUDA_GRAPH_WARMUP == 3
+    compiled = dataclasses.replace(SPEED_MODES["exact"], compile=True)
+    with pytest.raises(ValueError, match="use --warmup 3 or more"):
+        benchmark_animation_path("tiny", compiled, warmup=2, device="cuda", compile_mode="reduce-overhead")

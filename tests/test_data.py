@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from otavatar.camera import (FRONTAL_TRANSLATION_Z, camera_to_condition, condition_to_camera, look_at_camera,
+from otavatar.camera import (FRONTAL_TRANSLATION_Z, camera_to_condition, condition_to_camera, head_pose_camera, look_at_camera,
                              rotation_from_angles, angles_from_rotation)
 from otavatar.data import synthetic
 from otavatar.data.datasets import FrameSource, ReenactmentEpisodes, TrainingPairs
@@ -163,3 +163,42 @@ def test_protocol_episodes(dataset):
     multiview = ReenactmentEpisodes(source, "multiview", view=1)[0]
     assert not torch.allclose(multiview["camera"], item["camera"])
     assert multiview["target"].shape == (6, 3, 64, 64)
+
+
+def test_expressions_are_legible_at_the_neural_rendering_resolution():
+    """Each expression parameter changes many pixels of a 64² render, inside its own landmark box."""
+    from otavatar.losses.region import region_box
+
+    g = torch.Generator().manual_seed(4)
+    identity = synthetic.sample_identity(g)
+    neutral = torch.tensor([0.0, 0.0, 0.1, 0.1, 0.0, 0.0])
+    changes = {"jaw_open": (0, 1.0), "smile": (1, 1.0), "right_eyelid": (2, 1.0), "left_eyelid": (3, 1.0), "brows": (4, 1.0), "lip_pucker": (5, 1.0)}
+    region_of = {"jaw_open": "mouth", "smile": "mouth", "lip_pucker": "mouth", "right_eyelid": "left_eye", "left_eyelid": "right_eye"}
+    expressions = torch.stack([neutral] + [neutral.clone().index_fill_(0, torch.tensor(i), v) for i, v in changes.values()])
+    frames = len(expressions)
+    video = synthetic.render_video(identity, expressions, torch.zeros(frames, 3),
+                                   torch.tensor([[0.0, 0.0, FRONTAL_TRANSLATION_Z]]).expand(frames, -1), 64, extra_view_yaws=())
+    for k, name in enumerate(changes, start=1):
+        changed = (video.images[k] - video.images[0]).abs().amax(0) > 0.1
+        assert changed.sum() >= 8, (name, int(changed.sum()))
+        if name in region_of:  # the change lies in the box the region loss and region PSNR look at
+            x1, y1, x2, y2 = (region_box(video.keypoints[k : k + 1] * 64 / 512, region_of[name], 64)[0]).long().tolist()
+            inside = changed[y1 : y2 + 1, x1 : x2 + 1].sum()
+            assert inside >= 0.6 * changed.sum(), (name, int(inside), int(changed.sum()))
+
+
+def test_closed_form_fields_agree_with_the_renderer():
+    g = torch.Generator().manual_seed(1)
+    expression, angles, translation = synthetic.sample_talking_sequence(3, g)
+    head = synthetic.HeadModel(synthetic.sample_identity(g), expression)
+    cameras = head_pose_camera(angles, translation)
+    images, _ = synthetic.render_heads(head, cameras, 48)
+    points, hit, directions = synthetic.surface_points(head, cameras, 48)
+    occupancy, colour = synthetic.head_fields(head, points + 0.001 * directions)
+    assert occupancy[hit].float().mean() > 0.995 and not occupancy[~hit].any()
+    rendered = images.permute(0, 2, 3, 1).reshape(3, -1, 3)
+    error = (colour - rendered).abs().amax(-1)[hit]
+    assert error.mean() < 0.01 and (error > 0.05).float().mean() < 0.02
+    # Just in front of the surface is empty (but where a ray grazes the clipped edge of the hair cap).
+    in_front, _ = synthetic.head_fields(head, points - 0.003 * directions)
+    assert in_front[hit].float().mean() < 0.005

@@ -39,9 +39,12 @@ def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(
     folder, checkpoint, dataset, regressor = setup
     out = folder / "results"
     common = ["--dataset", dataset, "--protocol", "synthetic_cross_id", "--synthetic-regressor", regressor, "--alexnet", folder / "no_alexnet.pth"]
-    run = evaluate("--checkpoint", checkpoint, *common, "--w-steps", 3, "--w-plus-steps", 2, "--out", out, "--save-renders", "--fps", "--baselines", "static")
+    run = evaluate("--checkpoint", checkpoint, *common, "--w-steps", 3, "--w-plus-steps", 2, "--out", out, "--save-renders", "--fps",
+                   "--baselines", "static", "--speed", "fast")
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "evaluation: speed fast, 4+4 samples/ray" in run.stdout
     results = json.loads((out / "results.json").read_text())
+    assert results["speed"] == {"mode": "fast", "tf32": False}
     assert results["episodes"] == 2 and set(results["overall"]) == {"otavatar", "static"}
     columns = ["psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd"]
     assert results["metrics"] == columns

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from otavatar.inversion import InversionSettings, correct_intrinsics, initial_identity_code, invert
-from tests.helpers import frontal_cameras, micro_animator, pixel_loss
+from tests.helpers import HostReads, frontal_cameras, micro_animator, pixel_loss
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -117,3 +117,15 @@ def test_scripts_take_the_schedule_preset_with_command_line_overrides():
     assert (fast.w_steps, fast.w_plus_steps, fast.lr, fast.sr_steps, fast.deterministic) == (5, 50, 0.03, None, True)
     release = inversion_settings(parser.parse_args(["--schedule", "release", "--w-plus-steps", "0", "--lr", "0.05"]))
     assert (release.w_steps, release.w_plus_steps, release.lr, release.sr_steps) == (100, 0, 0.05, 10)
+
+
+def test_inversion_reads_the_loss_once_not_every_step(monkeypatch):
+    """A read per step waits for the device every step on a GPU; the curve is read once at the end."""
+    animator = micro_animator().eval()
+    g = torch.Generator().manual_seed(2)
+    target = {"image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, "keypoints": torch.zeros(1, 68, 2),
+              "motion": torch.randn(1, 70, 27, generator=g) * 0.1, "camera": frontal_cameras(1, 1)[:, 0]}
+    reads = HostReads(monkeypatch)
+    result = invert(animator, target, pixel_loss, InversionSettings(w_steps=4, w_plus_steps=3, sr_steps=1, deterministic=True))
+    assert len(result.loss_curve) == 7 and all(isinstance(value, float) for value in result.loss_curve)
+    assert [name for name, *_ in reads.calls] == ["tolist"], reads.calls

@@ -73,10 +73,14 @@ def test_without_inputs_both_scripts_use_the_embedded_sample(setup):
     inverted = run("invert.py", "--checkpoint", checkpoint, "--w-steps", 2, "--w-plus-steps", 1, "--out", avatar)
     assert inverted.returncode == 0, inverted.stderr[-2000:]
     assert "embedded sample" in inverted.stdout and avatar.is_file()
+    assert "inversion: speed exact, 8+8 samples/ray, float32 on cpu" in inverted.stdout
     video = folder / "sample.mp4"
-    reenacted = run("reenact.py", "--checkpoint", checkpoint, "--w-steps", 2, "--w-plus-steps", 1, "--side-by-side", "--out", video)
+    reenacted = run("reenact.py", "--checkpoint", checkpoint, "--w-steps", 2, "--w-plus-steps", 1, "--side-by-side", "--out", video,
+                    "--speed", "fast")
     assert reenacted.returncode == 0, reenacted.stderr[-2000:]
     assert "embedded sample portrait" in reenacted.stdout and "48 frames in" in reenacted.stdout
+    # The micro model's 8 + 8 samples per ray, halved; the precision is the CPU's native one.
+    assert "inversion: speed fast, 4+4 samples/ray" in reenacted.stdout and "reenactment: speed fast, 4+4 samples/ray" in reenacted.stdout
     assert next(imageio_ffmpeg.read_frames(str(video)))["size"] == (256, 128)
 
 

@@ -25,6 +25,7 @@ from otavatar.losses.identity import (
 from otavatar.losses.perceptual import PerceptualLoss, gram_matrix, load_vgg19_features
 from otavatar.losses.region import RegionLoss, landmark_boxes, region_box
 from otavatar.losses.regularisers import monotonic_density_loss, motion_code_l1, tv_density_loss
+from tests.helpers import TensorConstructions
 
 CPU = torch.device("cpu")
 # skimage ≥ 0.26 deprecates ``estimate`` for ``from_estimate``; the former works on every supported version.
@@ -419,3 +420,31 @@ def test_offline_l1_preset_adds_whole_image_l1():
     _, terms = loss(output, target, super_resolve=False, generator=None)
     assert set(terms) == {"region_raw", "pixel_raw", "l1_raw"}
     assert torch.allclose(terms["l1_raw"], 30 * (output["image_raw"] - target["image"]).abs().mean())
+
+
+# -- host-device traffic per call (GPU readiness) ----------------------------------------------
+
+
+def test_region_and_density_losses_build_no_tensors_from_python_data(monkeypatch):
+    """Each such tensor is a host-to-device copy on a GPU, every sub-step."""
+    keypoints = face_landmarks(2, 64)
+    prediction, target = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    constructions = TensorConstructions(monkeypatch)
+    RegionLoss()(prediction, target, keypoints)
+    sigma = lambda points: points[..., 2:] * 2  # noqa: E731
+    monotonic_density_loss(sigma, 2, CPU, num_points=10)
+    tv_density_loss(sigma, 2, CPU, num_points=10)
+    assert constructions.calls == []
+
+
+def test_identity_loss_keeps_the_alignment_template_on_its_device(monkeypatch, arcface):
+    loss = IdentityLoss(arcface)
+    assert torch.equal(loss.template, ARCFACE_TEMPLATE) and "template" not in loss.state_dict()
+    keypoints = face_landmarks(2, 64)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    expected = loss(images, images.flip(-1), keypoints)
+    constructions = TensorConstructions(monkeypatch)
+    # The module-level CPU template is not used (it would be copied to the device on every call).
+    monkeypatch.setattr("otavatar.losses.identity.ARCFACE_TEMPLATE", None)
+    assert torch.equal(loss(images, images.flip(-1), keypoints), expected)
+    assert constructions.calls == []

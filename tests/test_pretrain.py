@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
-from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, reconstruction_loss, render_views, sample_heads
+from otavatar.data.synthetic import BACKGROUND_COLOUR
+from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_loss, reconstruction_loss, render_views,
+                                        sample_heads)
 from tests.helpers import micro_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,14 +80,17 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
 def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     out = tmp_path / "generator.pt"
     overrides = [
-        "iterations=2", "batch_size=1", "w_avg_samples=8", "checkpoint_every=1", "log_every=1",
+        "iterations=2", "field_iterations=1", "field_points=512", "region_start=2", "batch_size=1", "w_avg_samples=8", "checkpoint_every=1", "log_every=1",
         f"run_dir={tmp_path / 'run'}", f"out={out}",
         "model.generator.neural_rendering_resolution=16",
         "model.generator.rendering_kwargs.depth_resolution=8", "model.generator.rendering_kwargs.depth_resolution_importance=8",
     ]
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "iteration 2: loss" in result.stdout and "l1_regions" not in result.stdout  # the region term starts at region_start
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines() if line.startswith("iteration")}
+    assert "field_occupancy" in lines["iteration 1"] and "l1_image" not in lines["iteration 1"]  # fields only, no rendering
+    assert "field_occupancy" in lines["iteration 2"] and "l1_image" in lines["iteration 2"]  # images, the field term kept
+    assert "l1_regions" not in result.stdout  # the region term starts at region_start
     generator = load_generator(out)  # the file records its architecture
     assert generator.neural_rendering_resolution == 16
     assert generator.w_avg.abs().sum() > 0  # set to the mean w of random heads
@@ -93,7 +98,7 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides, "iterations=3"], capture_output=True, text=True)
     assert again.returncode == 0 and "resumed from" in again.stdout and "iteration 3: loss" in again.stdout
     # A new run can continue from that output with another recipe (here: the region term on).
-    stage_two = [*overrides, "iterations=1", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}", "region_weight=2.0", "region_start=0"]
+    stage_two = [*overrides, "iterations=1", "field_iterations=0", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}", "region_weight=2.0", "region_start=0"]
     second = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two], capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"started from {out}" in second.stdout and "l1_regions" in second.stdout
@@ -111,3 +116,53 @@ def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():
     trainer.initialise_from({"G_ema": source.state_dict()})
     assert all(torch.equal(a, b) for a, b in zip(trainer.generator.state_dict().values(), source.state_dict().values()))
     assert all(torch.equal(trainer.embedding.state_dict()[key], value) for key, value in fresh.items())
+
+
+def test_field_samples_carry_the_closed_form_head_and_are_learned():
+    batch = sample_heads(2, 64, torch.Generator().manual_seed(3), field_points=2048, images=False)
+    assert "images" not in batch and batch["points"].shape == (2, 2048, 3)
+    surface = batch["points"][:, :1024]
+    # Half the points hug the visible surface: about half of them inside, all with a known colour.
+    assert 0.3 < batch["occupancy"][:, :1024].float().mean() < 0.7 and batch["colour_mask"][:, :1024].all()
+    # Outside the plane box (where planes read zeros) the renderer must end on an opaque background.
+    outside = (batch["points"].abs() > 0.5).any(-1)
+    assert outside.any() and batch["occupancy"][outside].all() and batch["colour_mask"][outside].all()
+    assert torch.allclose(batch["colour"][outside], torch.tensor(BACKGROUND_COLOUR).expand(int(outside.sum()), 3))
+    assert surface.norm(dim=-1).max() < 0.5  # the heads sit well inside the box
+
+    torch.manual_seed(0)
+    generator = build_generator(micro_config().generator).train()
+    trainer = GeneratorPretrainer(generator, PretrainSettings(batch_size=2, lr=3e-3, field_iterations=10, field_points=2048))
+
+    def loss_on_batch() -> float:
+        with torch.no_grad():
+            ws = generator.mapping(trainer.embedding(batch["parameters"]), torch.zeros(2, 25))
+            return field_loss(generator, generator.synthesize_planes(ws), batch)[0].item()
+
+    first = loss_on_batch()
+    for _ in range(6):
+        terms = trainer.step()
+    assert "l1_image" not in terms and loss_on_batch() < first
+
+
+# Copying weights into meta parameters is a no-op that torch warns about; the device is only a stand-in.
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_resuming_onto_an_accelerator_reads_the_checkpoint_to_the_cpu(tmp_path):
+    """The GPU resume crash, emulated with the meta device: the data generator's and the global RNG
+    states must be CPU byte tensors; weights and optimiser states move to the generator's device."""
+    from otavatar.training.checkpointing import save_checkpoint
+    from otavatar.training.pretrain_from_config import resume_pretraining
+
+    settings = PretrainSettings(iterations=2, batch_size=1)
+    trainer = GeneratorPretrainer(build_generator(micro_config().generator), settings, seed=0)
+    for parameter in trainer.optimizer.param_groups[0]["params"]:
+        parameter.grad = torch.full_like(parameter, 1e-3)
+    trainer.optimizer.step()
+    trainer.iteration = 1
+    with torch.random.fork_rng(devices=[]):
+        save_checkpoint({"pretrainer": trainer.state_dict()}, tmp_path, 1, keep=1)
+        on_accelerator = GeneratorPretrainer(build_generator(micro_config().generator).to("meta"), settings, seed=0)
+        assert resume_pretraining(on_accelerator, tmp_path) is not None
+    assert on_accelerator.iteration == 1
+    states = list(on_accelerator.optimizer.state.values())
+    assert states and all(state["exp_avg"].device.type == "meta" for state in states)

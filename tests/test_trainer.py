@@ -3,6 +3,8 @@
 import copy
 import os
 import socket
+import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch.multiprocessing as mp
 
 from otavatar.training.schedule import inner_schedule
 from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError, TrainerSettings
-from tests.helpers import micro_animator, pixel_loss, random_batch
+from tests.helpers import HostReads, micro_animator, pixel_loss, random_batch
 
 
 def settings(**overrides) -> TrainerSettings:
@@ -94,6 +96,46 @@ def test_non_finite_loss_names_the_term():
         trainer.train_step(random_batch(3))
 
 
+def test_one_host_read_per_optimiser_step_of_c_or_g(monkeypatch):
+    """Losses and gradient norms stay on the device; the finiteness check before each step of C
+    (motion sub-steps, refinement) is the only read. Identity-only sub-steps read nothing."""
+    trainer = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_steps=4, motion_steps=2))
+    batch = random_batch(4, frames=2)
+    reads = HostReads(monkeypatch)
+    logs = trainer.train_step(batch)
+    assert [call[:2] for call in reads.calls] == [("item", "sum_over_processes")] * (2 + 2), reads.calls
+    reads.clear()
+    from otavatar.training.trainer import host_scalars
+
+    scalars = host_scalars(logs)
+    assert len(reads.calls) == 1 and all(isinstance(v, float) for v in scalars.values())
+
+
+def test_finite_loss_with_non_finite_gradients_stops_training():
+    def nan_gradient_loss(output, target, super_resolve, generator):
+        loss, terms = pixel_loss(output, target, super_resolve, generator)
+        return loss + NaNGradient.apply(output["image_raw"]).sum() * 0, terms
+
+    # Motion sub-steps only: in identity sub-steps the NaN gradient would first make w_id, then the loss, NaN.
+    trainer = DecouplingTrainer(micro_animator(), nan_gradient_loss, settings(identity_steps=0))
+    before = copy.deepcopy(trainer.animator.controller.state_dict())
+    with pytest.raises(NonFiniteLossError, match=r"finite loss, non-finite gradient of \['inversion_controller'\]"):
+        trainer.train_step(random_batch(3))
+    assert all(torch.equal(v, before[k]) for k, v in trainer.animator.controller.state_dict().items())
+
+
+class NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradient is not."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,3 +199,99 @@ def _check_one_step_on_the_averaged_gradient(tmp_path):
     for part, module in (("controller", animator.controller), ("generator", animator.generator)):
         for name, value in module.state_dict().items():
             assert (value - distributed[part][name]).abs().max() <= 1e-6, (f"{part}.{name}", (value - distributed[part][name]).abs().max())
+
+
+def _non_finite_worker(rank: int, world_size: int, port: int, out_dir: str, fault: str) -> None:
+    """Rank 1 injects a fault; every rank records how its train_step ended."""
+    import torch.distributed as dist
+
+    from otavatar.training.distributed import DistributedContext
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size, timeout=timedelta(seconds=30))
+    calls = []
+
+    def loss(output, target, super_resolve, generator):
+        value, terms = pixel_loss(output, target, super_resolve, generator)
+        calls.append(len(calls))
+        if rank == 1 and fault == "nan_loss_in_an_identity_step" and len(calls) == 1:
+            terms["raw"] = terms["raw"] * float("nan")
+            return sum(terms.values()), terms
+        if rank == 1 and fault == "nan_gradient_in_a_motion_step" and len(calls) == 3:
+            return value + NaNGradient.apply(output["image_raw"]).sum() * 0, terms
+        return value, terms
+
+    context = DistributedContext(rank, rank, world_size, torch.device("cpu"))
+    trainer = DecouplingTrainer(micro_animator(), loss, settings(identity_steps=2, motion_steps=1), world_size=context.world_size)
+    try:
+        trainer.train_step(random_batch(30 + rank, batch=1, frames=1))
+        outcome = "finished"
+    except NonFiniteLossError as error:
+        outcome = f"NonFiniteLossError: {error}"
+    except Exception as error:  # noqa: BLE001 - recorded for the test's message
+        outcome = f"{type(error).__name__}: {error}"
+    networks = (trainer.animator, trainer.ema)
+    finite = all(torch.isfinite(p).all() for network in networks for p in network.parameters())
+    with open(os.path.join(out_dir, f"outcome_{rank}.txt"), "w") as handle:
+        handle.write(f"{'finite' if finite else 'NON-FINITE'} parameters; {outcome}")
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    "fault, local_message",
+    [
+        ("nan_loss_in_an_identity_step", r"non-finite loss in term\(s\) \['raw', 'sr'\]"),
+        ("nan_gradient_in_a_motion_step", r"finite loss, non-finite gradient of \['inversion_controller'\]"),
+    ],
+)
+def test_a_non_finite_value_on_one_rank_stops_every_rank(tmp_path, fault, local_message):
+    """2 Gloo processes; rank 1 sees a NaN loss in an identity-only sub-step (not checked there, so
+    the NaN w_id reaches the next motion step) or a finite loss with NaN gradients in a motion step.
+    Both ranks must raise NonFiniteLossError together, instead of one raising while the other waits in
+    all_reduce (NCCL: a hang) or NaN gradients being averaged into every rank."""
+    context = mp.spawn(_non_finite_worker, args=(2, _free_port(), str(tmp_path), fault), nprocs=2, join=False)
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not finish within 240 s (hang)")
+    outcomes = [(tmp_path / f"outcome_{rank}.txt").read_text() for rank in (0, 1)]
+    assert all(outcome.startswith("finite parameters; NonFiniteLossError") for outcome in outcomes), outcomes
+    assert "stopped in every process" in outcomes[0]
+    import re
+
+    assert re.search(local_message, outcomes[1]), outcomes[1]
+
+
+def _slow_main_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from otavatar.training.distributed import DistributedContext, main_process_first
+
+    # The training group's timeout is short here (NCCL's default is 10 minutes); the main process's work is longer.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size, timeout=timedelta(seconds=2))
+    marker = os.path.join(out_dir, "dataset")
+
+    def work(main: bool) -> str:
+        if main:
+            time.sleep(6)
+            with open(marker, "w") as handle:
+                handle.write("generated")
+        with open(marker) as handle:
+            return handle.read()
+
+    context = DistributedContext(rank, rank, world_size, torch.device("cpu"))
+    try:
+        outcome = main_process_first(context, work, timeout=timedelta(seconds=120))
+        dist.barrier()  # the training group still works afterwards
+    except Exception as error:  # noqa: BLE001 - recorded for the test's message
+        outcome = f"{type(error).__name__}: {error}"
+    with open(os.path.join(out_dir, f"outcome_{rank}.txt"), "w") as handle:
+        handle.write(outcome)
+    dist.destroy_process_group()
+
+
+def test_other_ranks_wait_for_the_main_process_beyond_the_group_timeout(tmp_path):
+    mp.spawn(_slow_main_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"outcome_{rank}.txt").read_text() for rank in (0, 1)] == ["generated", "generated"]

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 from otavatar.training.batches import IterationBatchSampler, SeededItems, training_batches
 from otavatar.training.distributed import DistributedContext
 from otavatar.training.loop import ConfigMismatchError, RunSettings, train
-from otavatar.training.trainer import TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
 from tests.helpers import frontal_cameras, micro_animator, pixel_loss
 
 SINGLE = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
@@ -77,3 +77,58 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     config = {"model": {"name": "other"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
     with pytest.raises(ConfigMismatchError, match="model.name: 'micro' in the checkpoint, 'other' now"):
         train(micro_animator(), pixel_loss, RandomPairs(), settings, run, config, SINGLE)
+
+
+def test_batches_are_pinned_when_the_model_is_on_an_accelerator(tmp_path, monkeypatch):
+    """Pinned host memory lets the loop's non_blocking copies overlap computation (a meta device stands in for CUDA)."""
+    from otavatar.training import loop
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(loop, "training_batches", record)
+    accelerator = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("meta"))
+    run = RunSettings(run_dir=tmp_path, iterations=1, batch_size=2)
+    with pytest.raises(Stop):
+        train(micro_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, accelerator)
+    assert seen["pin_memory"] is True
+    with pytest.raises(Stop):
+        train(micro_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, SINGLE)
+    assert seen["pin_memory"] is False
+
+
+def _optimiser_states(trainer):
+    return [state for optimizer in (trainer.controller_optimizer, trainer.generator_optimizer) for state in optimizer.state.values()]
+
+
+# Copying weights into meta parameters is a no-op that torch warns about; the device is only a stand-in.
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_resuming_onto_an_accelerator_restores_rng_states_from_the_cpu(tmp_path):
+    """The GPU resume crash, emulated: the networks on the meta device stand in for CUDA. RNG states
+    must stay CPU byte tensors (``torch.set_rng_state`` refuses others), so the checkpoint is read to
+    the CPU; ``load_state_dict`` moves weights and optimiser states to the networks' device."""
+    from otavatar.training import checkpointing
+    from otavatar.training.loop import _resume
+    from tests.helpers import random_batch
+
+    settings = TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0)
+    config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 1}}
+    with torch.random.fork_rng(devices=[]):
+        trained = DecouplingTrainer(micro_animator(), pixel_loss, settings)
+        trained.train_step(random_batch(0, batch=1, frames=1))
+        state = {**trained.state_dict(), "rng": [checkpointing.rng_state()], "config": config}
+        checkpointing.save_checkpoint(state, tmp_path, 1, keep=1)
+        accelerator = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("meta"))
+        resumed = DecouplingTrainer(micro_animator().to(accelerator.device), pixel_loss, settings)
+        start = _resume(resumed, RunSettings(run_dir=tmp_path, iterations=2, batch_size=1), config, accelerator, lambda _: None)
+    assert start == 1 and resumed.iteration == 1
+    states = _optimiser_states(resumed)
+    assert states and all(
+        value.device.type == "meta" for state in states for name, value in state.items() if torch.is_tensor(value) and name != "step"
+    )

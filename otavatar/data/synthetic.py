@@ -127,19 +127,22 @@ class HeadModel:
             inside = (1 - (x / rx) ** 2 - (y / ry) ** 2)
             return rz * (inside.clamp(min=0.02) if torch.is_tensor(inside) else max(inside, 0.02)) ** 0.5
 
-        eye_x = 0.075 + 0.012 * p["eye_spacing"]
-        eye_y = 0.045
-        eye_r = 0.024
-        eye_z = surface_z(eye_x, eye_y) - 0.005
-        mouth_y = -0.128
-        mouth_half = (0.055 + 0.012 * p["mouth_width"]) * (1 + 0.25 * e["smile"]) * (1 - 0.35 * e["lip_pucker"])
-        opening = 0.004 + 0.032 * e["jaw_open"]
-        jaw_drop = 0.03 * e["jaw_open"]
-        mouth_z = surface_z(0.0, mouth_y) - 0.008 + 0.015 * e["lip_pucker"]
-        lip_h = 0.011 * (1 - 0.3 * e["smile"].clamp(min=0)) * (1 + 0.4 * e["lip_pucker"])
+        # Features are sized to be legible at a 64² neural rendering (embedded-measurements.md):
+        # an eye spans ~6 rays, the mouth ~12, and every expression moves several rays' worth.
+        eye_x = 0.08 + 0.01 * p["eye_spacing"]
+        eye_y = 0.04
+        eye_r = 0.034
+        eye_z = surface_z(eye_x, eye_y) - 0.008
+        mouth_y = -0.118 + 0.008 * e["smile"].clamp(min=0)
+        mouth_half = (0.064 + 0.01 * p["mouth_width"]) * (rx / 0.19) * (1 + 0.3 * e["smile"]) * (1 - 0.4 * e["lip_pucker"])
+        opening = 0.004 + 0.045 * e["jaw_open"]
+        mouth_y = mouth_y - 0.5 * (opening - 0.004)  # the jaw carries the opening down, away from the nose
+        jaw_drop = 0.04 * e["jaw_open"]
+        mouth_z = surface_z(0.0, -0.118) - 0.008 + 0.02 * e["lip_pucker"]
+        lip_h = 0.013 * (1 - 0.3 * e["smile"].clamp(min=0)) * (1 + 0.5 * e["lip_pucker"])
         nose_scale = 1 + 0.25 * p["nose_size"]
         ear_scale = 1 + 0.3 * p["ear_size"]
-        brow_y = eye_y + 0.042 + 0.018 * e["brows"]
+        brow_y = eye_y + 0.058 + 0.022 * e["brows"]
 
         self.parts: list[Ellipsoid] = [
             Ellipsoid(vec(0, 0, 0), vec(rx, ry, rz), skin, SKIN),
@@ -154,13 +157,15 @@ class HeadModel:
             closure = e["right_eyelid"] if side < 0 else e["left_eyelid"]
             self.parts += [
                 Ellipsoid(vec(side * eye_x, eye_y, eye_z), vec(eye_r, eye_r * 0.8, eye_r), (0.96, 0.96, 0.94), EYE_WHITE),
-                Ellipsoid(vec(side * eye_x, eye_y, eye_z + eye_r * 0.72), vec(eye_r * 0.55, eye_r * 0.55, eye_r * 0.35), iris, IRIS),
+                Ellipsoid(vec(side * eye_x, eye_y, eye_z + eye_r * 0.7), vec(eye_r * 0.58, eye_r * 0.58, eye_r * 0.36), iris, IRIS),
                 # An open lid slides up and back into the skull; a closed one covers the eye.
                 Ellipsoid(vec(side * eye_x, eye_y + 0.04 * (1 - closure), eye_z + 0.002 - 0.03 * (1 - closure)), vec(eye_r * 1.12, eye_r * 1.05, eye_r * 1.08), shade, SKIN),
-                Ellipsoid(vec(side * eye_x, brow_y, surface_z(eye_x, 0.09) - 0.002), vec(0.036, 0.008, 0.012), hair, HAIR),
+                Ellipsoid(vec(side * eye_x, brow_y, surface_z(eye_x, brow_y) - 0.003), vec(0.044, 0.011, 0.014), hair, HAIR),
             ]
         self.parts += [
             Ellipsoid(vec(0, mouth_y, mouth_z), torch.stack([mouth_half * 0.9, opening, one * 0.02], 1), (0.25, 0.05, 0.07), MOUTH),
+            # Upper teeth, seen when the jaw opens.
+            Ellipsoid(vec(0, mouth_y + opening * 0.55, mouth_z + 0.004), torch.stack([mouth_half * 0.62, opening * 0.4 + 0.001, one * 0.02], 1), (0.93, 0.92, 0.86), MOUTH),
             Ellipsoid(vec(0, mouth_y + opening + lip_h * 0.6, mouth_z + 0.012), torch.stack([mouth_half, lip_h, one * 0.018], 1), (0.72, 0.3, 0.32), LIPS),
             Ellipsoid(vec(0, mouth_y - opening - lip_h * 0.7, mouth_z + 0.01), torch.stack([mouth_half * 0.92, lip_h * 1.2, one * 0.018], 1), (0.72, 0.3, 0.32), LIPS),
         ]
@@ -169,7 +174,7 @@ class HeadModel:
         for part in self.parts:
             part.centre, part.radii = part.centre * HEAD_SCALE, part.radii * HEAD_SCALE
         self.landmarks = landmarks * HEAD_SCALE
-        self.hair_line = 0.1 * HEAD_SCALE
+        self.hair_line = 0.155 * HEAD_SCALE  # above the raised brows
         self.hair_back = -0.02 * HEAD_SCALE
 
     @staticmethod
@@ -180,7 +185,7 @@ class HeadModel:
         # Jaw 0–16: from the right ear round the chin to the left ear.
         angle = torch.linspace(-math.pi / 2 * 0.95, math.pi / 2 * 0.95, 17)
         jaw_x = rx * 0.93 * torch.sin(angle)
-        jaw_y = -ry * 0.93 * torch.cos(angle)
+        jaw_y = -max(ry, 0.25) * 0.93 * torch.cos(angle)  # the chin, not the skull, bounds a short face
         points[:, 0:17, 0] = jaw_x
         points[:, 0:17, 1] = jaw_y - jaw_drop[:, None] * torch.cos(angle) ** 2
         points[:, 0:17, 2] = torch.tensor([surface_z(x, y) for x, y in zip(jaw_x.tolist(), jaw_y.tolist())]) * 0.85
@@ -188,7 +193,7 @@ class HeadModel:
         for start, side in ((17, -1), (22, 1)):
             points[:, start : start + 5, 0] = side * eye_x + torch.linspace(-0.034, 0.034, 5)
             points[:, start : start + 5, 1] = brow_y[:, None] + 0.006
-            points[:, start : start + 5, 2] = surface_z(eye_x, 0.09) + 0.006
+            points[:, start : start + 5, 2] = surface_z(eye_x, brow_y)[:, None] + 0.008
         # Nose 27–35: bridge down to the tip, then the base from right to left.
         bridge_y = torch.linspace(eye_y, -0.025 - 0.03 * nose_scale, 4)
         points[:, 27:31, 1] = bridge_y
@@ -210,15 +215,15 @@ class HeadModel:
         outer = torch.tensor([-1.0, -0.6, -0.25, 0.0, 0.25, 0.6, 1.0, 0.6, 0.25, 0.0, -0.25, -0.6])
         upper = torch.tensor([0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=torch.bool)
         lower = torch.tensor([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1], dtype=torch.bool)
-        points[:, 48:60, 0] = mouth_half[:, None] * outer * 0.97
-        points[:, 48:60, 1] = mouth_y
+        points[:, 48:60, 0] = mouth_half[:, None] * outer * 0.88
+        points[:, 48:60, 1] = mouth_y[:, None]
         points[:, 48:60, 1] += upper * (opening + lip_h * 1.3)[:, None] * (1 - 0.3 * outer.abs())
         points[:, 48:60, 1] -= lower * (opening + lip_h * 1.5)[:, None] * (1 - 0.3 * outer.abs())
         points[:, 48:60, 2] = mouth_z[:, None] + 0.024
         inner = torch.tensor([-1.0, -0.4, 0.0, 0.4, 1.0, 0.4, 0.0, -0.4])
         inner_sign = torch.tensor([0.0, 1, 1, 1, 0, -1, -1, -1])
         points[:, 60:68, 0] = mouth_half[:, None] * inner * 0.8
-        points[:, 60:68, 1] = mouth_y + inner_sign * opening[:, None] * 0.8
+        points[:, 60:68, 1] = mouth_y[:, None] + inner_sign * opening[:, None] * 0.8
         points[:, 60:68, 2] = mouth_z[:, None] + 0.02
         return points
 
@@ -246,6 +251,49 @@ def _intersect(parts: list[Ellipsoid], origins: torch.Tensor, directions: torch.
             valid[..., index] &= (hit[..., 1] > hair_line) | (hit[..., 2] < hair_back)
     t = torch.where(valid, t, torch.full_like(t, float("inf")))
     return t.min(-1)
+
+
+def _stacked(parts: list[Ellipsoid]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([p.centre for p in parts], 1), torch.stack([p.radii for p in parts], 1)
+
+
+def head_fields(head: HeadModel, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's occupancy and colour in closed form at world points ``(F, M, 3)`` (frame f of the head).
+
+    Returns:
+        occupancy ``(F, M)`` (bool) and colour ``(F, M, 3)`` in [0, 1]: the shaded colour of the part
+        whose surface is nearest among those containing the point (what a ray entering there sees;
+        shading is fixed to the head, so colour does not depend on the view), background elsewhere.
+    """
+    centres, radii = _stacked(head.parts)  # (F, P, 3)
+    relative = (points[:, :, None] - centres[:, None]) / radii[:, None]  # (F, M, P, 3)
+    level = relative.square().sum(-1)
+    gradient = 2 * relative / radii[:, None]
+    inside = level < 1
+    clip = torch.tensor([p.hair_clip for p in head.parts])
+    outside_clip = (points[..., 1] > head.hair_line) | (points[..., 2] < head.hair_back)  # (F, M)
+    inside &= ~clip | outside_clip[..., None]
+    # First-order distance to each surface; the nearest containing surface owns the point.
+    distance = (1 - level) / gradient.norm(dim=-1).clamp_min(1e-9)
+    owner = torch.where(inside, distance, torch.full_like(distance, float("inf"))).argmin(-1)
+    normal = torch.nn.functional.normalize(gradient.gather(2, owner[..., None, None].expand(-1, -1, 1, 3))[:, :, 0], dim=-1)
+    light = torch.nn.functional.normalize(torch.tensor(LIGHT), dim=0)
+    colours = torch.tensor([p.colour for p in head.parts])
+    colour = colours[owner] * (0.38 + 0.62 * (normal @ light).clamp(min=0))[..., None]
+    occupancy = inside.any(-1)
+    return occupancy, torch.where(occupancy[..., None], colour, torch.tensor(BACKGROUND_COLOUR))
+
+
+def surface_points(head: HeadModel, cameras: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the rays of cameras p ``(F, 25)`` (``resolution²`` each) first meet the head.
+
+    Returns:
+        points ``(F, R², 3)``, hit ``(F, R²)`` (bool) and unit ray directions ``(F, R², 3)``.
+    """
+    origins, directions = ray_bundle(cameras, resolution)
+    depth, _ = _intersect(head.parts, origins, directions, head.hair_line, head.hair_back)
+    hit = torch.isfinite(depth)
+    return origins + depth.clamp(max=10)[..., None] * directions, hit, directions
 
 
 def render_heads(head: HeadModel, cameras: torch.Tensor, resolution: int, chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

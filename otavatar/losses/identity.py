@@ -101,28 +101,38 @@ def five_points(keypoints: torch.Tensor) -> torch.Tensor:
 
 
 def similarity_transform(source: torch.Tensor, destination: torch.Tensor) -> torch.Tensor:
-    """Least-squares similarity (Umeyama) mapping ``source (B, N, 2)`` onto ``destination``: ``(B, 2, 3)``."""
+    """Least-squares similarity mapping ``source (B, N, 2)`` onto ``destination``: ``(B, 2, 3)`` (Umeyama's
+    estimate without reflection, as skimage's ``SimilarityTransform``).
+
+    In 2-D it has a closed form, so no SVD, determinant or inverse (on CUDA each checks its result
+    on the host, a sync per call): with the centred points as complex numbers p and q, the linear
+    part is the complex factor a + ib = Σ conj(p)·q / Σ |p|².
+    """
     source, destination = source.double(), destination.double()
     source_mean, destination_mean = source.mean(1, keepdim=True), destination.mean(1, keepdim=True)
     src, dst = source - source_mean, destination - destination_mean
-    covariance = dst.transpose(1, 2) @ src / source.shape[1]
-    u, singular, vt = torch.linalg.svd(covariance)
-    sign = torch.ones_like(singular)
-    sign[:, -1] = torch.sign(torch.linalg.det(u @ vt))
-    rotation = u @ torch.diag_embed(sign) @ vt
     # Coincident source points (degenerate landmarks) would divide by zero.
-    variance = (src.square().sum(dim=(1, 2)) / source.shape[1]).clamp_min(1e-12)
-    scale = (singular * sign).sum(1) / variance
-    linear = scale[:, None, None] * rotation
+    norm = src.square().sum(dim=(1, 2)).clamp_min(1e-12 * source.shape[1])
+    a = (src * dst).sum(dim=(1, 2)) / norm
+    b = (src[..., 0] * dst[..., 1] - src[..., 1] * dst[..., 0]).sum(1) / norm
+    linear = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
     translation = destination_mean.transpose(1, 2) - linear @ source_mean.transpose(1, 2)
     return torch.cat([linear, translation], dim=2)
 
 
-def align_faces(images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-    """Grey aligned faces ``(B, 1, 128, 128)`` from images in [−1, 1] and 68 landmarks in their pixels."""
-    matrix = similarity_transform(five_points(keypoints.detach()), ARCFACE_TEMPLATE.to(keypoints.device).expand(keypoints.shape[0], -1, -1))
-    full = torch.cat([matrix, torch.tensor([0.0, 0.0, 1.0], dtype=matrix.dtype, device=matrix.device).expand(matrix.shape[0], 1, 3)], 1)
-    inverse = torch.linalg.inv(full)[:, :2]
+def align_faces(images: torch.Tensor, keypoints: torch.Tensor, template: torch.Tensor | None = None) -> torch.Tensor:
+    """Grey aligned faces ``(B, 1, 128, 128)`` from images in [−1, 1] and 68 landmarks in their pixels.
+
+    ``template``: the five ArcFace points (default :data:`ARCFACE_TEMPLATE`); pass one already on the
+    device (:class:`IdentityLoss` keeps it as a buffer) to avoid a copy per call.
+    """
+    template = (ARCFACE_TEMPLATE if template is None else template).to(keypoints.device)
+    matrix = similarity_transform(five_points(keypoints.detach()), template.expand(keypoints.shape[0], -1, -1))
+    # The inverse of x ↦ A·x + t with A = [[a, −b], [b, a]] is x ↦ Aᵀ·(x − t) / (a² + b²).
+    linear, translation = matrix[:, :, :2], matrix[:, :, 2:]
+    scale_squared = (linear[:, 0, 0].square() + linear[:, 1, 0].square()).clamp_min(1e-12)
+    inverse_linear = linear.transpose(1, 2) / scale_squared[:, None, None]
+    inverse = torch.cat([inverse_linear, -inverse_linear @ translation], dim=2)
     height, width = images.shape[-2:]
     # Output pixel (x, y) of the canvas samples input pixel inverse·(x, y, 1); pixel centres on integers.
     ys, xs = torch.meshgrid(torch.arange(CANVAS, dtype=matrix.dtype, device=images.device),
@@ -131,14 +141,14 @@ def align_faces(images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
     source = canvas @ inverse.transpose(1, 2)
     grid = torch.stack([2 * source[..., 0] / (width - 1) - 1, 2 * source[..., 1] / (height - 1) - 1], -1)
     grid = grid.reshape(-1, CANVAS, CANVAS, 2).to(images.dtype)
-    weights = torch.tensor(GREY_WEIGHTS, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    grey = (images * weights).sum(1, keepdim=True)
+    red, green, blue = GREY_WEIGHTS
+    grey = images[:, 0:1] * red + images[:, 1:2] * green + images[:, 2:3] * blue
     return F.grid_sample(grey, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def arcface_embedding(arcface: ResNetArcFace, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+def arcface_embedding(arcface: ResNetArcFace, images: torch.Tensor, keypoints: torch.Tensor, template: torch.Tensor | None = None) -> torch.Tensor:
     """Identity embeddings ``(B, 512)`` of images ``(B, 3, H, W)`` in [−1, 1] with 68 landmarks ``(B, 68, 2)`` in their pixels."""
-    return arcface(align_faces(images, keypoints))
+    return arcface(align_faces(images, keypoints, template))
 
 
 class IdentityLoss(nn.Module):
@@ -147,10 +157,12 @@ class IdentityLoss(nn.Module):
     def __init__(self, arcface: ResNetArcFace) -> None:
         super().__init__()
         self.arcface = arcface
+        # Moves with the module, so the alignment copies nothing to the device per call; not in state dicts.
+        self.register_buffer("template", ARCFACE_TEMPLATE.clone(), persistent=False)
 
     def embed(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
         """See :func:`arcface_embedding`."""
-        return arcface_embedding(self.arcface, images, keypoints)
+        return arcface_embedding(self.arcface, images, keypoints, self.template)
 
     @torch.no_grad()
     def target_embedding(self, target: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:

@@ -31,9 +31,10 @@ def landmark_boxes(keypoints: torch.Tensor, indices: Sequence[int], padding_at_5
     padding = int(padding_at_512 / 512 * height)
     low = points.min(dim=1).values.trunc() - padding
     high = points.max(dim=1).values.trunc() + padding
-    limit = torch.tensor([width - 1, height - 1], dtype=keypoints.dtype, device=keypoints.device)
-    zero = torch.zeros_like(limit)
-    return torch.cat([torch.minimum(torch.maximum(low, zero), limit), torch.minimum(torch.maximum(high, zero), limit)], dim=1)
+    boxes = torch.cat([low, high], dim=1)
+    # Clamped column by column with Python numbers: no limit tensor copied to the device on every call.
+    limits = (width - 1, height - 1)
+    return torch.stack([boxes[:, column].clamp(0, limits[column % 2]) for column in range(4)], dim=1)
 
 
 def region_box(keypoints: torch.Tensor, region: str, image_size: int | tuple[int, int]) -> torch.Tensor:

@@ -62,7 +62,8 @@ def monotonic_density_loss(
         generator: the random source of the points (global RNG if None).
     """
     points = _random_points(batch, num_points, device, generator)
-    behind = points + torch.tensor([0.0, 0.0, -box_warp / 256], device=device)
+    # z − step with a Python number: no offset tensor copied to the device on every call.
+    behind = torch.cat([points[..., :2], points[..., 2:] - box_warp / 256], dim=-1)
     sigma = sigma_fn(torch.cat([points, behind], dim=1))
     front = sigma[:, :num_points].detach() if detach_front else sigma[:, :num_points]
     return F.relu(front - sigma[:, num_points:]).mean()

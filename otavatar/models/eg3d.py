@@ -8,6 +8,8 @@ planes across camera changes.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -57,6 +59,9 @@ class TriPlaneGenerator(nn.Module):
         self.img_channels = img_channels
         self.rendering_kwargs = rendering_kwargs
         self.neural_rendering_resolution = neural_rendering_resolution
+        # Autocast dtype of the synthesis and super-resolution convolutions (set by otavatar.speed.speed_mode);
+        # None leaves them to the caller's autocast.
+        self.autocast_dtype: torch.dtype | None = None
         self.renderer = ImportanceRenderer()
         self.backbone = StyleGAN2Backbone(
             z_dim, c_dim, w_dim, img_resolution=plane_resolution, img_channels=3 * PLANE_CHANNELS,
@@ -96,13 +101,27 @@ class TriPlaneGenerator(nn.Module):
         return self.backbone.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
 
     def synthesize_planes(self, ws: torch.Tensor, noise_mode: str = "const", **synthesis_kwargs) -> torch.Tensor:
-        """ws ``(B, num_ws, 512)`` → tri-plane ``(B, 96, R, R)`` (three 32-channel planes)."""
-        return self.backbone.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
+        """ws ``(B, num_ws, 512)`` → tri-plane ``(B, 96, R, R)`` (three 32-channel planes).
+
+        Under fp16 the backbone runs in fp32: EG3D trained it in fp32 without a conv clamp
+        (num_fp16_res 0, conv_clamp None), so nothing keeps its activations within fp16's range.
+        bf16 has fp32's range, and autocast applies to it as usual.
+        """
+        with self._convolution_precision(ws.device.type, backbone=True):
+            return self.backbone.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
+
+    def sample_points(self, planes: torch.Tensor, coordinates: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The decoder at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``: ``rgb (B, M, 32)`` (features;
+        the first three are the colour) and raw (pre-activation) ``sigma (B, M, 1)``.
+
+        fp32 under autocast, as :meth:`render_planes`: the TV regulariser compares points 0.004 apart.
+        """
+        with torch.autocast(planes.device.type, enabled=False):
+            return self.renderer.run_model(self._split_planes(planes.float()), self.decoder, coordinates.float(), self.rendering_kwargs)
 
     def sample_density(self, planes: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
-        """Raw (pre-activation) density ``(B, M, 1)`` at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``."""
-        out = self.renderer.run_model(self._split_planes(planes), self.decoder, coordinates, self.rendering_kwargs)
-        return out["sigma"]
+        """Raw (pre-activation) density ``(B, M, 1)`` at world points ``(B, M, 3)`` of planes ``(B, 96, R, R)``, in fp32."""
+        return self.sample_points(planes, coordinates)["sigma"]
 
     def render_planes(
         self,
@@ -139,9 +158,19 @@ class TriPlaneGenerator(nn.Module):
 
     def super_resolve(self, image_raw: torch.Tensor, image_feature: torch.Tensor, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
         """Raw image ``(B, 3, r, r)`` + features ``(B, 32, r, r)`` + ws ``(B, num_ws, 512)`` → ``(B, 3, H, W)``."""
-        return self.superresolution(
-            image_raw, image_feature, ws, noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **block_kwargs
-        )
+        with self._convolution_precision(ws.device.type):
+            return self.superresolution(
+                image_raw, image_feature, ws, noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **block_kwargs
+            )
+
+    def _convolution_precision(self, device_type: str, backbone: bool = False) -> contextlib.AbstractContextManager:
+        """Autocast for the convolutions: :attr:`autocast_dtype`, else the caller's; fp32 for the backbone instead of fp16."""
+        dtype = self.autocast_dtype
+        if dtype is None and torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        if backbone and dtype == torch.float16:
+            return torch.autocast(device_type, enabled=False)
+        return torch.autocast(device_type, dtype=dtype) if self.autocast_dtype is not None else contextlib.nullcontext()
 
     def synthesis(
         self,

@@ -134,10 +134,14 @@ class Softplus(nn.Softplus):
     """``nn.Softplus()`` (β 1, threshold 20) computed as −log σ(−x), which vectorises (torch's
     softplus does not: it was the decoder's costliest op in inversion steps).
 
-    The two agree to float32 rounding (a few ulps of the result and of the gradient).
+    The two agree to float32 rounding (a few ulps of the result and of the gradient). Half
+    precisions are computed in float32 and rounded back: in fp16, σ(−x) underflows to 0 from
+    x ≈ 17, which would make the result infinite.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return self.forward(x.float()).to(x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
             return _VectorisedSoftplus.apply(x)
         return _softplus_from(x, torch.neg(x).sigmoid_())

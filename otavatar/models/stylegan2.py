@@ -15,6 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATION_GAINS = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
+# The release's conv_clamp for its fp16 layers; layers built without a clamp get it when they run in
+# fp16 (under autocast), whose range ends at ±65504.
+FP16_CLAMP = 256.0
+
+
+def activation_clamp(conv_clamp: float | None, x: torch.Tensor) -> float | None:
+    """The clamp of a layer whose output is ``x``: its own, or :data:`FP16_CLAMP` for unclamped fp16 output."""
+    if conv_clamp is None and x.dtype == torch.float16:
+        return FP16_CLAMP
+    return conv_clamp
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -341,7 +351,8 @@ class SynthesisLayer(nn.Module):
             x, self.weight, styles, noise, self.up, self.resample_filter, fused_modconv=fused_modconv,
             bias=self.bias, gain=self.act_gain * gain,
         )
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        clamp = activation_clamp(self.conv_clamp, x)
+        act_clamp = clamp * gain if clamp is not None else None
         return bias_act(x, None, self.activation, gain=1, clamp=act_clamp, inplace=True)
 
 
@@ -369,11 +380,11 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv, bias=self.bias)
-        return bias_act(x, None, clamp=self.conv_clamp, inplace=True)
+        return bias_act(x, None, clamp=activation_clamp(self.conv_clamp, x), inplace=True)
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution of the 'skip' synthesis network: [conv0 ×2 up], conv1, torgb."""
+    """One resolution of the 'skip' synthesis network: [conv0 ×up], conv1, torgb (``up`` 2, or 1 to keep the size)."""
 
     def __init__(
         self,
@@ -389,6 +400,7 @@ class SynthesisBlock(nn.Module):
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
         fused_modconv_default: bool | str = True,
+        up: int = 2,
         **layer_kwargs,
     ) -> None:
         super().__init__()
@@ -401,6 +413,7 @@ class SynthesisBlock(nn.Module):
         self.is_last = is_last
         self.use_fp16 = use_fp16
         self.fused_modconv_default = fused_modconv_default
+        self.up = up
         self.register_buffer("resample_filter", fir_filter(resample_filter))
         self.num_conv = 0
         self.num_torgb = 0
@@ -408,7 +421,7 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim, resolution, up=2,
+                in_channels, out_channels, w_dim, resolution, up=up,
                 resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs,
             )
             self.num_conv += 1
@@ -452,7 +465,8 @@ class SynthesisBlock(nn.Module):
             return x, y
         with torch.autocast(ws.device.type, enabled=False):
             # The skip image (the tri-plane in EG3D's backbone) accumulates in fp32, as in the release.
-            img = upsample2d(img, self.resample_filter)
+            if self.up == 2:
+                img = upsample2d(img, self.resample_filter)
         return x, img.add_(y) if not (torch.is_grad_enabled() and (img.requires_grad or y.requires_grad)) else img + y
 
 

@@ -14,13 +14,14 @@ from otavatar.models.stylegan2 import SynthesisBlock, fir_filter
 
 
 class SuperresolutionHybrid(nn.Module):
-    """Resize the feature image to ``input_resolution``, then two skip blocks doubling resolution each.
+    """Resize the feature image to ``input_resolution``, then two skip blocks, each doubling the resolution
+    (the first keeps it when ``first_block_up`` is 1).
 
     Args:
         channels: feature channels of the rendered image (32).
         block_channels: output channels of the two blocks, e.g. (256, 128) for Hybrid8XDC.
         input_resolution: size the feature image is resized to before the blocks.
-        img_resolution: output size, ``4 * input_resolution``.
+        img_resolution: output size, ``2 * first_block_up * input_resolution``.
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class SuperresolutionHybrid(nn.Module):
         sr_antialias: bool,
         block_channels: tuple[int, int],
         input_resolution: int,
+        first_block_up: int = 2,
         w_dim: int = 512,
         num_fp16_res: int = 4,
         conv_clamp: float | None = None,
@@ -39,17 +41,17 @@ class SuperresolutionHybrid(nn.Module):
         **block_kwargs,
     ) -> None:
         super().__init__()
-        if img_resolution != 4 * input_resolution:
+        if img_resolution != 2 * first_block_up * input_resolution:
             raise ValueError(
-                f"{type(self).__name__}: output resolution must be 4 × {input_resolution}, found {img_resolution}"
+                f"{type(self).__name__}: output resolution must be {2 * first_block_up} × {input_resolution}, found {img_resolution}"
             )
         use_fp16 = sr_num_fp16_res > 0
         self.input_resolution = input_resolution
         self.sr_antialias = sr_antialias
         clamp = 256 if use_fp16 else None
         self.block0 = SynthesisBlock(
-            channels, block_channels[0], w_dim=w_dim, resolution=2 * input_resolution, img_channels=3,
-            is_last=False, use_fp16=use_fp16, conv_clamp=clamp, **block_kwargs,
+            channels, block_channels[0], w_dim=w_dim, resolution=first_block_up * input_resolution, img_channels=3,
+            is_last=False, use_fp16=use_fp16, conv_clamp=clamp, up=first_block_up, **block_kwargs,
         )
         self.block1 = SynthesisBlock(
             block_channels[0], block_channels[1], w_dim=w_dim, resolution=img_resolution, img_channels=3,
@@ -94,8 +96,22 @@ class SuperresolutionTiny4X(SuperresolutionHybrid):
         )
 
 
+class SuperresolutionTiny2X(SuperresolutionHybrid):
+    """The tiny preset's module for a 64² neural rendering: 64² (32 ch, same size) → 128² (32 ch).
+
+    Its first block keeps the resolution, so the detail of the 64² rendering reaches the output
+    instead of being resized away (as a 4× module on a 32² input would).
+    """
+
+    def __init__(self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool, **kwargs) -> None:
+        super().__init__(
+            channels, img_resolution, sr_num_fp16_res, sr_antialias,
+            block_channels=(32, 32), input_resolution=img_resolution // 2, first_block_up=1, **kwargs,
+        )
+
+
 SUPERRESOLUTION_MODULES = {
-    cls.__name__: cls for cls in (SuperresolutionHybrid8XDC, SuperresolutionHybrid8X, SuperresolutionTiny4X)
+    cls.__name__: cls for cls in (SuperresolutionHybrid8XDC, SuperresolutionHybrid8X, SuperresolutionTiny4X, SuperresolutionTiny2X)
 }
 
 

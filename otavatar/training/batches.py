@@ -85,12 +85,17 @@ class IterationBatchSampler(Sampler):
 
 def training_batches(
     dataset: Dataset, batch_size: int, seed: int, start_iteration: int, end_iteration: int,
-    rank: int = 0, world_size: int = 1, num_workers: int = 0,
+    rank: int = 0, world_size: int = 1, num_workers: int = 0, pin_memory: bool = False,
 ) -> DataLoader:
+    """The batches of iterations ``start_iteration … end_iteration − 1`` for ``rank``.
+
+    ``pin_memory``: page-locked batches, so the copies to an accelerator (``non_blocking=True``) overlap computation.
+    """
     sampler = IterationBatchSampler(len(dataset), batch_size, seed, start_iteration, rank, world_size, end_iteration)
     # An explicit generator keeps the loader from drawing its base seed from the global RNG, which
     # would shift the training's randomness after a resume.
     generator = torch.Generator().manual_seed(seed + start_iteration)
     return DataLoader(
-        SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0, generator=generator
+        SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0,
+        generator=generator, pin_memory=pin_memory,
     )

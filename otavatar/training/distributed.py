@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from datetime import timedelta
+from typing import Callable, Iterable, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -66,6 +67,36 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter], world_size: int)
     flat /= world_size
     for grad, averaged in zip(grads, _unflatten_dense_tensors(flat, grads)):
         grad.copy_(averaged)
+
+
+T = TypeVar("T")
+
+
+def main_process_first(context: DistributedContext, work: Callable[[bool], T], timeout: timedelta) -> T:
+    """``work(True)`` on the main process, then ``work(False)`` on the others once it has returned.
+
+    The others wait on a Gloo group of their own with ``timeout``, not in a collective of the training's
+    process group: a long ``work`` (generating a dataset) would exceed its timeout (NCCL: 10 minutes).
+    """
+    if not context.enabled:
+        return work(True)
+    group = dist.new_group(backend="gloo", timeout=timeout)
+    try:
+        if context.is_main:
+            result = work(True)
+        dist.barrier(group=group)
+        if not context.is_main:
+            result = work(False)
+    finally:
+        dist.destroy_process_group(group)
+    return result
+
+
+def sum_over_processes(count: torch.Tensor, world_size: int) -> int:
+    """The sum over processes of a 0-dim integer tensor, read on the host (a collective: every process calls it)."""
+    if world_size > 1:
+        dist.all_reduce(count)
+    return int(count.item())
 
 
 def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:

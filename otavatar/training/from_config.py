@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -13,7 +14,8 @@ from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
 from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
-from otavatar.training.distributed import DistributedContext, init_distributed, shutdown_distributed
+from otavatar.speed import CudaSettings, configure_cuda
+from otavatar.training.distributed import DistributedContext, init_distributed, main_process_first, shutdown_distributed
 from otavatar.training.loop import RunSettings, train
 from otavatar.training.trainer import TrainerSettings
 
@@ -55,17 +57,14 @@ def frame_source(data_cfg: DictConfig, image_size: int, generate: bool = True) -
 def train_from_config(cfg: DictConfig) -> Path:
     """Run (or resume) the training that ``cfg`` describes; returns the last checkpoint."""
     context: DistributedContext = init_distributed(cfg.device)
+    configure_cuda(CudaSettings(**cfg.cuda))
     try:
         animator = build_training_animator(cfg)
         loss = AnimationLoss.from_config(cfg.loss)
-        if context.is_main:
-            source = frame_source(cfg.data, cfg.model.generator.img_resolution)
-        if context.enabled:
-            import torch.distributed as dist
-
-            dist.barrier()
-        if not context.is_main:
-            source = frame_source(cfg.data, cfg.model.generator.img_resolution, generate=False)
+        source = main_process_first(
+            context, lambda main: frame_source(cfg.data, cfg.model.generator.img_resolution, generate=main),
+            timedelta(seconds=cfg.dataset_wait_seconds),
+        )
         dataset = TrainingPairs(source, "train", frames=2, repeat=cfg.data.repeat)
         run = RunSettings(
             run_dir=Path(cfg.run_dir), iterations=cfg.iterations, batch_size=cfg.batch_size, seed=cfg.seed,

@@ -16,7 +16,7 @@ from otavatar.training import checkpointing
 from otavatar.training.batches import training_batches
 from otavatar.training.distributed import DistributedContext, broadcast_parameters
 from otavatar.training.monitor import TrainingMonitor
-from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings, host_scalars
 
 
 @dataclass
@@ -53,7 +53,9 @@ def _resume(trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, A
     path = Path(run.resume) if run.resume else checkpointing.latest_checkpoint(run.run_dir)
     if path is None:
         return 0
-    state = checkpointing.load_checkpoint(path, map_location=context.device)
+    # To the CPU: RNG states must stay CPU byte tensors (torch.set_rng_state refuses others), and
+    # load_state_dict moves weights and optimiser states to the networks' device.
+    state = checkpointing.load_checkpoint(path, map_location="cpu")
     saved = {k: state["config"].get(k) for k in ("model", "trainer")}
     current = {k: config.get(k) for k in ("model", "trainer")}
     if isinstance(saved["trainer"], Mapping) and isinstance(current["trainer"], Mapping):
@@ -108,7 +110,10 @@ def train(
     trainer = DecouplingTrainer(animator, frame_loss, trainer_settings, world_size=context.world_size)
     start = _resume(trainer, run, config, context, print if context.is_main else (lambda _: None))
     monitor = TrainingMonitor(run.run_dir, run.iterations, start, active=context.is_main)
-    batches = training_batches(dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers)
+    batches = training_batches(
+        dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers,
+        pin_memory=context.device.type != "cpu",
+    )
 
     def save(iteration: int) -> Path:
         rng = _all_rng_states(context)
@@ -130,7 +135,7 @@ def train(
                 raise
             monitor.advance()
             if iteration % run.log_every == 0 or iteration == run.iterations:
-                monitor.log_scalars(iteration, logs, run.batch_size * context.world_size)
+                monitor.log_scalars(iteration, host_scalars(logs), run.batch_size * context.world_size)
             if context.is_main and run.image_every and iteration % run.image_every == 0:
                 monitor.log_images(iteration, _preview(trainer, batch))
             if iteration % run.checkpoint_every == 0 or iteration == run.iterations:

@@ -1,7 +1,12 @@
 """Pretraining the tiny generator on synthetic heads: the role EG3D's FFHQ weights play at full scale.
 
 Adversarial training does not converge in two CPU hours, so the generator is trained as a
-conditional auto-decoder with multi-view reconstruction: every sample is a freshly rendered
+conditional auto-decoder. The synthetic head is analytic, so its occupancy and colour at any 3D point
+are known in closed form (:func:`otavatar.data.synthetic.head_fields`): the first ``field_iterations``
+supervise the tri-plane decoder directly at sampled points (near the visible surface, uniform in the
+box, and outside the box, where the zero features must give the background) — no ray marching, so
+sharp geometry in minutes. Then multi-view image reconstruction trains the neural renderer and
+super-resolution (the field term stays on with ``field_weight``): every sample is a freshly rendered
 synthetic head (random identity, expression and pose, :mod:`otavatar.data.synthetic`) seen from its
 camera and from two extra yaws. Its known parameters (10 identity + 6 expression) go through a
 learned embedding to z, the mapping network (conditioned on the frontal camera, so w does not depend
@@ -24,14 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otavatar.camera import look_at_camera
+from otavatar.camera import TRACKER_FOCAL, head_pose_camera, look_at_camera
 from otavatar.data.synthetic import (
+    BACKGROUND_COLOUR,
     EXPRESSION_PARAMETERS,
     EXTRA_VIEW_YAWS,
     IDENTITY_PARAMETERS,
+    HeadModel,
+    head_fields,
     render_video,
     sample_identity,
     sample_talking_sequence,
+    surface_points,
 )
 from otavatar.losses.region import RegionLoss
 from otavatar.models.eg3d import TriPlaneGenerator
@@ -53,6 +62,9 @@ class PretrainSettings:
     region_start: int = 0  # the iteration from which the region term counts
     extra_view_yaws: tuple[float, ...] = EXTRA_VIEW_YAWS
     w_avg_samples: int = 2048
+    field_iterations: int = 0  # the first iterations train on closed-form fields only (no rendering)
+    field_weight: float = 0.0  # the field term's weight in the image iterations
+    field_points: int = 8192  # points per head: half near the surface, the rest uniform in the box
 
 
 class ParameterEmbedding(nn.Module):
@@ -66,21 +78,67 @@ class ParameterEmbedding(nn.Module):
         return self.net(parameters)
 
 
-def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, extra_view_yaws=EXTRA_VIEW_YAWS) -> dict[str, torch.Tensor]:
-    """Random synthetic heads: ``parameters (B, 16)``, ``images (B, V, 3, R, R)`` in [−1, 1], ``cameras (B, V, 25)``,
-    ``keypoints (B, V, 68, 2)`` in 512-pixel coordinates."""
-    parameters, images, cameras, keypoints = [], [], [], []
+# Opacity of a point's density over this depth is what the field term compares with occupancy: about
+# the spacing of the fine samples, so "occupied" means opaque within a few of them.
+OPACITY_DEPTH = 0.02
+# Rays per side cast from each view, and the depth jitter of the points around the surface they hit.
+FIELD_RAYS = 48
+SURFACE_JITTER = 0.03
+
+
+def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: torch.Tensor, count: int,
+                  generator: torch.Generator, depth_range: tuple[float, float]) -> dict[str, torch.Tensor]:
+    """Closed-form supervision for a head (identity ``(10,)``, expression ``(6,)``) seen by cameras p ``(V, 25)``:
+    ``points (count, 3)``, ``occupancy (count,)``, ``colour (count, 3)`` and ``colour_mask (count,)``.
+
+    Half the points lie on view rays within ``SURFACE_JITTER`` of the visible surface and carry its
+    colour on both sides (the renderer averages neighbouring samples' colours). The other half lie on
+    view rays at uniform depths of the renderer's ``depth_range``, where the renderer queries: inside
+    the box [−½, ½]³ they carry the head's occupancy (empty space must stay transparent), outside it,
+    where some planes read zeros, an opaque background colour (what rays that miss the head end on).
+    """
+    view_head = HeadModel(identity, expression.expand(len(cameras), -1))
+    hits, hit, directions = surface_points(view_head, cameras, FIELD_RAYS)
+    origins = cameras[:, :16].view(-1, 4, 4)[:, None, :3, 3].expand_as(directions)
+    head = HeadModel(identity, expression[None])
+    surface, along = count // 2, count - count // 2
+    pick = torch.randint(int(hit.sum()), (surface,), generator=generator)
+    hit_points, hit_directions = hits[hit][pick], directions[hit][pick]
+    _, surface_colour = head_fields(head, (hit_points + 0.001 * hit_directions)[None])
+    jitter = (torch.rand(surface, 1, generator=generator) * 2 - 1) * SURFACE_JITTER
+    ray = torch.randint(directions.shape[0] * directions.shape[1], (along,), generator=generator)
+    depth = depth_range[0] + (depth_range[1] - depth_range[0]) * torch.rand(along, 1, generator=generator)
+    ray_points = origins.reshape(-1, 3)[ray] + depth * directions.reshape(-1, 3)[ray]
+    points = torch.cat([hit_points + jitter * hit_directions, ray_points])
+    occupancy, colour = head_fields(head, points[None])
+    outside = (points.abs() > 0.5).any(-1)
+    known_colour = torch.cat([torch.ones(surface, dtype=torch.bool), torch.zeros(along, dtype=torch.bool)]) | outside
+    colour = torch.where(outside[:, None], torch.tensor(BACKGROUND_COLOUR), torch.cat([surface_colour[0], colour[0, surface:]]))
+    return {"points": points, "occupancy": occupancy[0] | outside, "colour": colour, "colour_mask": known_colour}
+
+
+def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, extra_view_yaws=EXTRA_VIEW_YAWS,
+                 field_points: int = 0, images: bool = True, depth_range: tuple[float, float] = (2.25, 3.3)) -> dict[str, torch.Tensor]:
+    """Random synthetic heads: ``parameters (B, 16)``, ``cameras (B, V, 25)``; with ``images``, ``images (B, V, 3, R, R)``
+    in [−1, 1] and ``keypoints (B, V, 68, 2)`` in 512-pixel coordinates; with ``field_points`` N, the
+    :func:`field_samples` of every head, stacked ``(B, N, …)``."""
+    samples = []
     for _ in range(batch_size):
         identity = sample_identity(generator)
         expression, angles, translation = sample_talking_sequence(16, generator)
         frame = int(torch.randint(16, (1,), generator=generator))
         pick = slice(frame, frame + 1)
-        video = render_video(identity, expression[pick], angles[pick], translation[pick], resolution, extra_view_yaws)
-        parameters.append(torch.cat([identity, expression[frame]]))
-        images.append(torch.cat([video.images, video.view_images[:, 0]]) * 2 - 1)
-        cameras.append(torch.cat([video.cameras, video.view_cameras[:, 0]]))
-        keypoints.append(torch.cat([video.keypoints, video.view_keypoints[:, 0]]))
-    return {"parameters": torch.stack(parameters), "images": torch.stack(images), "cameras": torch.stack(cameras), "keypoints": torch.stack(keypoints)}
+        cameras = torch.cat([head_pose_camera(angles[pick] + torch.tensor([0.0, yaw, 0.0]), translation[pick], TRACKER_FOCAL)
+                             for yaw in (0.0, *extra_view_yaws)])
+        sample = {"parameters": torch.cat([identity, expression[frame]]), "cameras": cameras}
+        if images:
+            video = render_video(identity, expression[pick], angles[pick], translation[pick], resolution, extra_view_yaws)
+            sample["images"] = torch.cat([video.images, video.view_images[:, 0]]) * 2 - 1
+            sample["keypoints"] = torch.cat([video.keypoints, video.view_keypoints[:, 0]])
+        if field_points:
+            sample.update(field_samples(identity, expression[frame], cameras, field_points, generator, depth_range))
+        samples.append(sample)
+    return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
 
 
 def frontal_condition(batch_size: int, generator: TriPlaneGenerator) -> torch.Tensor:
@@ -88,10 +146,10 @@ def frontal_condition(batch_size: int, generator: TriPlaneGenerator) -> torch.Te
     return look_at_camera(torch.zeros(batch_size), torch.zeros(batch_size)).to(generator.w_avg.device)
 
 
-def render_views(generator: TriPlaneGenerator, ws: torch.Tensor, cameras: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Render ws ``(B, num_ws, 512)`` from cameras ``(B, V, 25)``: ``image (B·V, 3, H, W)`` and ``image_raw``."""
+def render_views(generator: TriPlaneGenerator, ws: torch.Tensor, cameras: torch.Tensor, planes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Render ws ``(B, num_ws, 512)`` (or their ``planes``) from cameras ``(B, V, 25)``: ``image (B·V, 3, H, W)`` and ``image_raw``."""
     views = cameras.shape[1]
-    planes = generator.synthesize_planes(ws).repeat_interleave(views, dim=0)
+    planes = (generator.synthesize_planes(ws) if planes is None else planes).repeat_interleave(views, dim=0)
     ws_views = ws.repeat_interleave(views, dim=0)
     output = generator.render_planes(planes, cameras.reshape(-1, cameras.shape[-1]))
     output["image"] = generator.super_resolve(output["image_raw"], output["image_feature"], ws_views)
@@ -111,6 +169,17 @@ def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, r
         region = RegionLoss()(output["image"], target, keypoints.reshape(-1, 68, 2).to(target) * scale)
         loss, terms = loss + region_weight * region, {**terms, "l1_regions": region.item()}
     return loss, terms
+
+
+def field_loss(generator: TriPlaneGenerator, planes: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Binary cross-entropy of the decoder's opacity over ``OPACITY_DEPTH`` against the closed-form occupancy,
+    plus L1 of its colour where the colour is known (``field_samples``), at points ``(B, N, 3)``."""
+    out = generator.sample_points(planes, batch["points"])
+    sigma = F.softplus(out["sigma"][..., 0] - 1)
+    opacity = (1 - torch.exp(-sigma * OPACITY_DEPTH)).clamp(1e-5, 1 - 1e-5)
+    occupancy = F.binary_cross_entropy(opacity, batch["occupancy"].float())
+    colour = (out["rgb"][..., :3] - batch["colour"]).abs()[batch["colour_mask"]].mean()
+    return occupancy + colour, {"field_occupancy": occupancy.item(), "field_colour": colour.item()}
 
 
 @torch.no_grad()
@@ -140,12 +209,23 @@ class GeneratorPretrainer:
 
     def step(self) -> dict[str, float]:
         device = self.generator.w_avg.device
-        batch = sample_heads(self.settings.batch_size, self.generator.img_resolution, self.data_generator, self.settings.extra_view_yaws)
+        settings = self.settings
+        fields_only = self.iteration < settings.field_iterations
+        field_weight = 1.0 if fields_only else settings.field_weight
+        batch = sample_heads(settings.batch_size, self.generator.img_resolution, self.data_generator, settings.extra_view_yaws,
+                             field_points=settings.field_points if field_weight else 0, images=not fields_only,
+                             depth_range=(self.generator.rendering_kwargs["ray_start"], self.generator.rendering_kwargs["ray_end"]))
         batch = {key: value.to(device) for key, value in batch.items()}
-        ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(self.settings.batch_size, self.generator))
-        output = render_views(self.generator, ws, batch["cameras"])
-        region_weight = self.settings.region_weight if self.iteration >= self.settings.region_start else 0.0
-        loss, terms = reconstruction_loss(output, batch["images"], self.settings.raw_weight, batch["keypoints"], region_weight)
+        ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(settings.batch_size, self.generator))
+        planes = self.generator.synthesize_planes(ws)
+        loss, terms = torch.zeros((), device=device), {}
+        if not fields_only:
+            output = render_views(self.generator, ws, batch["cameras"], planes)
+            region_weight = settings.region_weight if self.iteration >= settings.region_start else 0.0
+            loss, terms = reconstruction_loss(output, batch["images"], settings.raw_weight, batch["keypoints"], region_weight)
+        if field_weight:
+            fields, field_terms = field_loss(self.generator, planes, batch)
+            loss, terms = loss + field_weight * fields, {**terms, **field_terms}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

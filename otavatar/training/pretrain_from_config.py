@@ -8,18 +8,31 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from otavatar.config import build_generator
+from otavatar.speed import CudaSettings, configure_cuda
 from otavatar.training.checkpointing import atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
 
 
-def load_pretrained_generator(path: Path, device: torch.device) -> dict:
-    """A file written by this recipe: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
+def load_pretrained_generator(path: Path) -> dict:
+    """A file written by this recipe, on the CPU: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
     if not path.is_file():
         raise FileNotFoundError(f"init_generator: {path} does not exist (a file written by scripts/pretrain_generator.py)")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     if "G_ema" not in state:
         raise KeyError(f"init_generator: {path} has no 'G_ema' (keys: {sorted(state)}); expected a file written by scripts/pretrain_generator.py")
     return state
+
+
+def resume_pretraining(trainer: GeneratorPretrainer, run_dir: Path) -> Path | None:
+    """Continue ``trainer`` from the run directory's latest checkpoint, if any; returns its path.
+
+    Read to the CPU: RNG states must stay CPU byte tensors, and ``load_state_dict`` moves weights and
+    optimiser states to the trainer's device.
+    """
+    resume = latest_checkpoint(run_dir)
+    if resume is not None:
+        trainer.load_state_dict(load_checkpoint(resume, map_location="cpu")["pretrainer"])
+    return resume
 
 
 def _device(name: str) -> torch.device:
@@ -34,19 +47,20 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
+    configure_cuda(CudaSettings(**cfg.cuda))
     generator = build_generator(cfg.model.generator).to(device).train()
     settings = PretrainSettings(
         iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
         region_weight=cfg.region_weight, region_start=cfg.region_start, extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
+        field_iterations=cfg.field_iterations, field_weight=cfg.field_weight, field_points=cfg.field_points,
     )
     trainer = GeneratorPretrainer(generator, settings, cfg.seed)
     run_dir = Path(cfg.run_dir)
-    resume = latest_checkpoint(run_dir)
+    resume = resume_pretraining(trainer, run_dir)
     if resume is not None:
-        trainer.load_state_dict(load_checkpoint(resume, device)["pretrainer"])
         print(f"resumed from {resume} (iteration {trainer.iteration})")
     elif cfg.init_generator:
-        trainer.initialise_from(load_pretrained_generator(Path(cfg.init_generator), device))
+        trainer.initialise_from(load_pretrained_generator(Path(cfg.init_generator)))
         print(f"started from {cfg.init_generator}")
     log_file = run_dir / "log.txt"
     run_dir.mkdir(parents=True, exist_ok=True)

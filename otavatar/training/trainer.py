@@ -20,7 +20,7 @@ from torch import nn
 
 from otavatar.inversion import correct_intrinsics, initial_identity_code
 from otavatar.models.animator import Animator
-from otavatar.training.distributed import average_gradients
+from otavatar.training.distributed import average_gradients, sum_over_processes
 from otavatar.training.ema import update_ema
 from otavatar.training.schedule import SubStep, inner_schedule
 
@@ -28,7 +28,8 @@ FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; training stops before any parameter is updated with it."""
+    """A loss term or a gradient became NaN or infinite in some process; every process stops before
+    the controller or the generator is updated with it."""
 
 
 CONTROLLER_OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
@@ -117,7 +118,7 @@ class DecouplingTrainer:
             parameter.requires_grad_(settings.finetune_generator)
         self.iteration = 0
         self.last_identity: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.grad_norms: dict[str, float] = {}
+        self.grad_norms: dict[str, torch.Tensor] = {}
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -144,7 +145,6 @@ class DecouplingTrainer:
             total = total + loss.float()
             for name, value in frame_terms.items():
                 terms[name] = terms.get(name, 0.0) + value.detach()
-        _check_finite(total, terms)
         return total, terms
 
     def _with_controller_l1(self, loss: torch.Tensor, terms: dict) -> torch.Tensor:
@@ -154,6 +154,27 @@ class DecouplingTrainer:
         penalty = self.settings.controller_l1 * sum(parameter.abs().sum() for parameter in self.animator.controller.parameters())
         terms["controller_l1"] = penalty.detach()
         return loss + penalty
+
+    def _require_finite(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], grad_norms: Mapping[str, torch.Tensor]) -> None:
+        """Raise :class:`NonFiniteLossError` in every process if the loss or a gradient norm is not
+        finite in any process; call it before an optimiser step of C or G, in all processes alike.
+
+        Its one device→host read is the only one of an optimiser step. Identity-only sub-steps are not
+        checked: they update the batch's own w_id, and a non-finite w_id makes the next checked loss
+        non-finite.
+        """
+        local = torch.stack([loss.detach().float().reshape(()), *(norm.float() for norm in grad_norms.values())])
+        if sum_over_processes((~torch.isfinite(local)).sum(), self.world_size) == 0:
+            return
+        if not math.isfinite(float(loss.detach())):
+            bad = [name for name, value in terms.items() if not math.isfinite(float(value))]
+            problem = f"non-finite loss in term(s) {bad or ['total']}"
+        elif bad := [name for name, norm in grad_norms.items() if not math.isfinite(float(norm))]:
+            averaged = " (gradients of C and G are averaged over processes)" if self.world_size > 1 else ""
+            problem = f"finite loss, non-finite gradient of {bad}{averaged}"
+        else:
+            problem = "non-finite loss or gradient in another process"
+        raise NonFiniteLossError(f"{problem}; training stopped in every process, the last checkpoint is kept")
 
     # -- one iteration -------------------------------------------------------------------------
 
@@ -190,15 +211,20 @@ class DecouplingTrainer:
                 camera_optimizer.zero_grad(set_to_none=True)
             self.controller_optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            norms = {}
             if step.update_identity:
-                self.grad_norms["identity_code"] = float(torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip))
+                norms["identity_code"] = torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip)
+            if step.update_controller:
+                average_gradients(controller_parameters, self.world_size)
+                norms["inversion_controller"] = torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
+                self._require_finite(loss, terms, norms)
+            if step.update_identity:
                 identity_optimizer.step()
                 if camera_optimizer:
                     camera_optimizer.step()
             if step.update_controller:
-                average_gradients(controller_parameters, self.world_size)
-                self.grad_norms["inversion_controller"] = float(torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip))
                 self.controller_optimizer.step()
+            self.grad_norms.update(norms)
         self.animator.controller.requires_grad_(True)
         return identity_code.detach(), correction.detach(), terms
 
@@ -214,25 +240,32 @@ class DecouplingTrainer:
             self.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(controller_parameters, self.world_size)
-            self.grad_norms["controller"] = float(torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip))
-            self.controller_optimizer.step()
+            norms = {"controller": torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)}
             if settings.finetune_generator:
                 average_gradients(self.generator_parameters, self.world_size)
-                self.grad_norms["generator"] = float(torch.nn.utils.clip_grad_norm_(self.generator_parameters, settings.generator_grad_clip))
+                norms["generator"] = torch.nn.utils.clip_grad_norm_(self.generator_parameters, settings.generator_grad_clip)
+            self._require_finite(loss, terms, norms)
+            self.controller_optimizer.step()
+            if settings.finetune_generator:
                 self.generator_optimizer.step()
+            self.grad_norms.update(norms)
         return terms
 
-    def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """One iteration: invert, refine, update the EMAs. Returns scalar logs."""
+    def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """One iteration: invert, refine, update the EMAs.
+
+        Returns scalar logs: loss terms and gradient norms as 0-dim tensors on the device (read them
+        on logging steps only, e.g. with :func:`host_scalars`), learning rates as floats.
+        """
         identity_code, correction, inversion_terms = self.invert_identity(batch)
         self.last_identity = (identity_code, correction)
         refine_terms = self.refine(batch, identity_code, correction)
         update_ema(self.ema.controller, self.animator.controller, self.settings.ema_decay)
         update_ema(self.ema.generator, self.animator.generator, self.settings.ema_decay if self.settings.generator_ema else 0.0)
         self.iteration += 1
-        logs = {f"inversion/{k}": float(v) for k, v in inversion_terms.items()}
-        logs.update({f"refine/{k}": float(v) for k, v in refine_terms.items()})
-        logs.update({f"grad_norm/{k}": v for k, v in self.grad_norms.items()})
+        logs: dict[str, torch.Tensor | float] = {f"inversion/{k}": v for k, v in inversion_terms.items()}
+        logs.update({f"refine/{k}": v for k, v in refine_terms.items()})
+        logs.update({f"grad_norm/{k}": v.detach() for k, v in self.grad_norms.items()})
         logs["lr/controller"] = self.controller_optimizer.param_groups[0]["lr"]
         logs["lr/generator"] = self.generator_optimizer.param_groups[0]["lr"]
         return logs
@@ -262,8 +295,8 @@ class DecouplingTrainer:
         self.iteration = int(state["trainer_iteration"])
 
 
-def _check_finite(total: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
-    if torch.isfinite(total).all():
-        return
-    bad = [name for name, value in terms.items() if not math.isfinite(float(value))]
-    raise NonFiniteLossError(f"non-finite loss in term(s) {bad or ['total']}; training stopped, the last checkpoint is kept")
+def host_scalars(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """Scalar logs as Python floats, the device tensors among them read in one transfer."""
+    tensors = {name: value for name, value in values.items() if torch.is_tensor(value)}
+    read = dict(zip(tensors, torch.stack([value.detach().float().reshape(()) for value in tensors.values()]).tolist())) if tensors else {}
+    return {name: read[name] if name in read else float(value) for name, value in values.items()}
