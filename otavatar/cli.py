@@ -15,13 +15,14 @@ from typing import Callable, Iterator, NoReturn, Sequence
 import torch
 from tqdm import tqdm
 
-from otavatar.assets import REPO_ROOT
+from otavatar.assets import REPO_ROOT, MissingAssetError
 from otavatar.camera import look_at_camera
 from otavatar.checkpoints import file_sha256, load_animator
 from otavatar.config import inversion_presets, load_inversion_preset, load_loss_preset
 from otavatar.errors import InputError, MissingInputError, reported_as_one_line
-from otavatar.inversion import InversionSettings
+from otavatar.inversion import CAMERA_FIT_STEPS, InversionSettings, fit_camera
 from otavatar.losses.animation import AnimationLoss
+from otavatar.losses.lpips_alexnet import load_lpips
 from otavatar.models.animator import Animator
 from otavatar.one_shot import PivotalTuningSettings, build_avatar
 from otavatar.speed import SPEED_MODES, CudaSettings, SpeedMode, configure_cuda, speed_mode, speed_mode_by_name
@@ -174,7 +175,8 @@ def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--w-steps", type=at_least(1), help="override the schedule's W steps")
     parser.add_argument("--w-plus-steps", type=at_least(0), help="override the schedule's W+ steps")
     parser.add_argument("--lr", type=positive, help="override the schedule's learning rate")
-    parser.add_argument("--pti", action="store_true", help="then finetune the generator on the portrait (pivotal tuning)")
+    parser.add_argument("--pti", action="store_true", help="then finetune the generator on the portrait (pivotal tuning, as the "
+                        "release's: SmoothL1 on the raw image, stopping at LPIPS ≤ 0.06 when the AlexNet file is installed)")
     parser.add_argument("--pti-steps", type=at_least(0), default=50)
     parser.add_argument("--pti-lr", type=positive, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
@@ -187,12 +189,23 @@ def inversion_settings(args: argparse.Namespace) -> InversionSettings:
     return replace(load_inversion_preset(args.schedule), **{key: value for key, value in overrides.items() if value is not None})
 
 
+def pivotal_tuning_lpips(settings: PivotalTuningSettings, device: str) -> torch.nn.Module | None:
+    """The LPIPS network of pivotal tuning's early stop; None, said on the console, when its AlexNet file is missing."""
+    try:
+        return load_lpips().to(device)
+    except MissingAssetError as error:
+        print(f"--pti: the early stop at LPIPS ≤ {settings.lpips_threshold} is off ({error.path} is missing, see "
+              f"pretrained/README.md): all {settings.steps} steps run")
+        return None
+
+
 def construct(args: argparse.Namespace, animator: Animator, model_config: dict, sha256: str, target: dict) -> dict:
     """Invert with a progress bar showing the loss; returns the avatar file's content."""
     torch.manual_seed(args.seed)
     loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
     settings = inversion_settings(args)
     pti = PivotalTuningSettings(args.pti_steps, args.pti_lr) if args.pti else None
+    lpips = pivotal_tuning_lpips(pti, args.device) if pti else None
     bar = tqdm(total=settings.w_steps + settings.w_plus_steps + (pti.steps if pti else 0), desc="invert")
 
     def progress(phase: str, step: int, value: torch.Tensor) -> None:
@@ -201,6 +214,17 @@ def construct(args: argparse.Namespace, animator: Animator, model_config: dict, 
         bar.update()
 
     target = {key: value.to(args.device) for key, value in target.items()}
-    avatar = build_avatar(animator, {"checkpoint_sha256": sha256, "config": model_config}, target, loss, settings, pti, progress)
+    avatar = build_avatar(animator, {"checkpoint_sha256": sha256, "config": model_config}, target, loss, settings, pti, progress, lpips)
     bar.close()
     return avatar
+
+
+def refit_camera(args: argparse.Namespace, animator: Animator, identity: torch.Tensor, target: dict) -> torch.Tensor:
+    """``--optimize-camera``: the intrinsics correction refitted on the first driving frame (w_id frozen), as the release's ``--cam_optim``."""
+    torch.manual_seed(args.seed)
+    loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
+    bar = tqdm(total=CAMERA_FIT_STEPS, desc="camera")
+    target = {key: value.to(args.device) for key, value in target.items()}
+    correction = fit_camera(animator, identity, target, loss, inversion_settings(args), on_step=lambda *_: bar.update())
+    bar.close()
+    return correction

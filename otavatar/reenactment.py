@@ -28,12 +28,14 @@ from otavatar.preprocess.reading import open_media
 @dataclass
 class DrivingVideo:
     """A driving video after preprocessing: motion windows x ``(N, 70, 27)``, cameras p ``(N, 25)``,
-    its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, and its frame rate."""
+    its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, and its frame rate; ``keypoints``
+    ``(N, 68, 2)`` in pixels of the crops."""
 
     windows: torch.Tensor
     cameras: torch.Tensor
     images: torch.Tensor
     fps: float
+    keypoints: torch.Tensor
 
 
 def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], device: str = "cpu") -> DrivingVideo:
@@ -53,7 +55,8 @@ def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], 
     ]).permute(0, 3, 1, 2).float() / 127.5 - 1
     coefficients = torch.from_numpy(video.coefficients)
     cameras = condition_to_camera(torch.from_numpy(video.condition), "fixed" if len(video.images) > 1 else "none")
-    return DrivingVideo(motion_windows(motion_from_coeffs(coefficients)), cameras, images, video.fps)
+    keypoints = torch.from_numpy(video.keypoints) * (size / 512)  # stored in 512-pixel coordinates
+    return DrivingVideo(motion_windows(motion_from_coeffs(coefficients)), cameras, images, video.fps, keypoints)
 
 
 @torch.no_grad()

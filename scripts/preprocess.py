@@ -3,6 +3,7 @@
     python scripts/preprocess.py video clips/*.mp4 --out datasets/mine            # real videos → dataset
     python scripts/preprocess.py portrait photo.jpg --out outputs/portrait        # one aligned crop + landmarks
     python scripts/preprocess.py synthetic --out datasets/synthetic --identities 40 --videos 2 --frames 64 --resolution 128
+    python scripts/preprocess.py multiface CAPTURE --out datasets/multiface_CAPTURE   # for evaluate.py --protocol multiview
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from otavatar.cli import ScriptParser, at_least, available_device, script
+from otavatar.camera import FFHQ_FOCAL
+from otavatar.cli import ScriptParser, at_least, available_device, positive, script
+from otavatar.data.multiface import MultifaceCapture, check_conversion, extractor_annotator, write_multiface_dataset
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
 from otavatar.files import atomic_write, check_outputs
 from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait, write_dataset
@@ -63,6 +66,15 @@ def portrait(args: argparse.Namespace) -> None:
         print(f"warning: no coefficients: {result.missing}")
 
 
+def multiface(args: argparse.Namespace) -> None:
+    check_outputs({"the capture": args.capture, "--krt": args.krt}, folders={"--out": args.out})
+    capture = MultifaceCapture(args.capture, args.krt)
+    check_conversion(capture, args.out, args.frontal_camera, args.views, args.sentences)
+    annotate = extractor_annotator(args.device, args.coefficient_weights)
+    out = write_multiface_dataset(capture, args.out, annotate, args.size, args.frontal_camera, args.views, args.sentences, args.frames, args.focal)
+    print(f"wrote {out}: the multiview protocol's test videos (python scripts/evaluate.py --protocol multiview --dataset {out})")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=at_least(1), default=512, help="crop size (the reference data: 512)")
     parser.add_argument("--increase", type=float, default=0.1, help="FOMM crop margin per side, as a fraction of the face box")
@@ -98,6 +110,19 @@ def main(argv: list[str]) -> None:
     photo.add_argument("--out", default="outputs/portrait")
     _common(photo)
     photo.set_defaults(run=portrait)
+    capture = commands.add_parser("multiface", help="a Multiface capture → the multiview protocol's dataset (exact cameras from KRT)")
+    capture.add_argument("capture", help="the capture folder (KRT, images/, tracked_mesh/)")
+    capture.add_argument("--out", required=True)
+    capture.add_argument("--krt", default=None, help="default: CAPTURE/KRT")
+    capture.add_argument("--frontal-camera", default=None, help="the source view (default: the camera nearest the rig's mean direction)")
+    capture.add_argument("--views", nargs="+", default=None, help="the target views (default: every other camera)")
+    capture.add_argument("--sentences", nargs="+", default=None, help="default: every sentence")
+    capture.add_argument("--frames", type=at_least(1), default=None, help="at most this many frames per sentence")
+    capture.add_argument("--size", type=at_least(1), default=512, help="crop size (the reference data: 512)")
+    capture.add_argument("--focal", type=positive, default=FFHQ_FOCAL, help="normalised focal of the crops (the training labels')")
+    capture.add_argument("--coefficient-weights", default=None, help="Deep3DFaceRecon epoch_20.pth (default: pretrained/deep3dfacerecon/)")
+    capture.add_argument("--device", type=available_device, default="cpu")
+    capture.set_defaults(run=multiface)
     args = parser.parse_args(argv)
     args.run(args)
 

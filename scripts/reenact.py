@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from otavatar.avatar_file import load_avatar
 from otavatar.cli import (ScriptParser, add_inversion_arguments, add_speed_arguments, at_least, camera_mode, camera_path, construct,
-                          inference_speed, load_model, positive, script)
+                          inference_speed, load_model, positive, refit_camera, script)
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
@@ -50,6 +50,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--depth", action="store_true", help="also write the depth maps as <out>_depth.mp4")
     parser.add_argument("--w", choices=["w", "w_plus"], default="w_plus", help="which identity code of the avatar")
     parser.add_argument("--batch-size", type=at_least(1), default=8)
+    parser.add_argument("--optimize-camera", action="store_true",
+                        help="refit the avatar's intrinsics correction on the first driving frame, w_id frozen (the release's --cam_optim)")
     add_inversion_arguments(parser)
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
@@ -57,6 +59,8 @@ def main(argv: list[str]) -> None:
         parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME")
+    if args.optimize_camera and args.driving and args.driving.suffix.lower() not in VIDEO_SUFFIXES:
+        parser.error("--optimize-camera fits the first driving frame: drive with a video, a dataset video or the embedded sample, not a coefficient file")
     depth_path = args.out.with_name(args.out.stem + "_depth.mp4") if args.depth else None
     inputs = {"--avatar": args.avatar, "--portrait": args.portrait, "--driving": args.driving, "--coeffs": args.coeffs,
               "--checkpoint": args.checkpoint, "--dataset": args.dataset}
@@ -76,23 +80,26 @@ def main(argv: list[str]) -> None:
     avatar = load_avatar(args.avatar, sha256) if args.avatar else None
     target = portrait_target(args.portrait, model_config, args.coeffs).target if args.portrait else None
 
-    driving_images = driving_cameras = audio = None
+    driving_images = driving_cameras = audio = first_frame = None  # first_frame: what --optimize-camera fits
     fps = 25.0
     if driving_is_video:
         driving = driving_video(args.driving, size, model_config, args.device)
         windows, driving_cameras, fps, audio = driving.windows, driving.cameras, driving.fps, args.driving
         driving_images = driving.images if args.side_by_side else None
+        first_frame = {"image": driving.images[:1], "keypoints": driving.keypoints[:1], "motion": windows[:1], "camera": driving_cameras[:1]}
     elif windows is None and args.dataset:
         source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size)
         data = source.video(args.video)
         windows, driving_cameras = data["motion"], data["camera"]
         if args.side_by_side:
             driving_images = torch.stack([source.image(args.video, f) for f in range(windows.shape[0])])
+        first_frame = {key: value[None] for key, value in source.frame(args.video, 0).items()}
     elif windows is None:
         print("no --driving or --dataset: driving with the embedded sample (another synthetic identity)")
         driver = sample()[1]
         windows, driving_cameras = driving_windows(driver), driver.cameras
         driving_images = driver.images * 2 - 1 if args.side_by_side else None
+        first_frame = frame_target(driver)
     fps = args.fps or fps
     if avatar is None and target is None:
         print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
@@ -105,6 +112,10 @@ def main(argv: list[str]) -> None:
             avatar = construct(args, animator, model_config, sha256, target)
     animator = avatar_animator(animator, avatar)
     identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
+    correction = avatar["correction"].to(args.device)
+    if args.optimize_camera:
+        with inference_speed(args, animator.generator, "camera refit"):
+            correction = refit_camera(args, animator, identity.to(args.device), first_frame)
     if args.frames_dir:
         args.frames_dir.mkdir(parents=True, exist_ok=True)
     depth_range = (model_config["generator"]["rendering_kwargs"]["ray_start"], model_config["generator"]["rendering_kwargs"]["ray_end"])
@@ -115,7 +126,7 @@ def main(argv: list[str]) -> None:
 
     def frames():
         index = 0
-        batches = reenact(animator, identity.to(args.device), windows, cameras, avatar["correction"].to(args.device), args.batch_size)
+        batches = reenact(animator, identity.to(args.device), windows, cameras, correction, args.batch_size)
         for batch in batches:
             images = batch["image"].cpu()
             if args.depth:

@@ -31,6 +31,7 @@ class EvaluationSettings:
     max_episodes: int | None = None
     baselines: tuple[str, ...] = ("static", "still")  # ground_truth_static only exists on synthetic protocols
     inversion: InversionSettings = field(default_factory=InversionSettings)
+    include_driver: bool = False  # cross_id: also drive the driver's own first frame, as the release does
 
 
 def episode_folder(name: str) -> str:
@@ -91,7 +92,7 @@ def run_evaluation(
     """
     per_video: dict[str, dict[str, dict]] = {name: {} for name in suites}
     avatars = {} if avatars is None else avatars
-    for index, episode in enumerate(episodes(source, settings.protocol, settings.driving_video, settings.frames)):
+    for index, episode in enumerate(episodes(source, settings.protocol, settings.driving_video, settings.frames, settings.include_driver)):
         if settings.max_episodes is not None and index >= settings.max_episodes:
             break
         started = time.perf_counter()

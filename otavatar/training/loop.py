@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,6 +39,9 @@ class RunSettings:
             check_integer(key, getattr(self, key), minimum)
 
 
+TRAINER_DEFAULTS = {f.name: f.default for f in fields(TrainerSettings) if f.default is not MISSING and not isinstance(f.default, tuple)}
+
+
 class ConfigMismatchError(InputError):
     """The checkpoint was trained with a different model or trainer configuration."""
 
@@ -67,9 +70,13 @@ def _resume(
         if found is None:
             return 0, None
         path, state = found
-    differences = checkpointing.config_differences(
-        {k: state["config"].get(k) for k in ("model", "trainer")}, {k: config.get(k) for k in ("model", "trainer")}
-    )
+    saved = {k: state["config"].get(k) for k in ("model", "trainer")}
+    current = {k: config.get(k) for k in ("model", "trainer")}
+    if isinstance(saved["trainer"], Mapping) and isinstance(current["trainer"], Mapping):
+        # Trainer settings added after the checkpoint was written count as their defaults, the behaviour it was trained with.
+        added = {k: TRAINER_DEFAULTS[k] for k in current["trainer"] if k in TRAINER_DEFAULTS and k not in saved["trainer"]}
+        saved["trainer"] = {**saved["trainer"], **added}
+    differences = checkpointing.config_differences(saved, current)
     if differences:
         raise ConfigMismatchError(f"checkpoint {path} does not match the configuration:\n  " + "\n  ".join(differences))
     trainer.load_state_dict(state)
