@@ -23,16 +23,19 @@ from PIL import Image
 
 from otavatar.avatar_file import load_avatar, save_avatar
 from otavatar.checkpoints import load_animator, load_generator, load_release_animator, read_eg3d_pickle
-from otavatar.config import compose_config
+from otavatar.config import build_generator, compose_config
+from otavatar.data.multiface import MultifaceLayoutError, read_krt
 from otavatar.errors import FileFormatError, InputError
+from otavatar.evaluation.generator_quality import load_generator_and_embedding
 from otavatar.evaluation.synthetic_regressor import load_synthetic_regressor
 from otavatar.files import check_outputs, load_torch_file
 from otavatar.losses.perceptual import load_vgg19_features
 from otavatar.training import checkpointing
 from otavatar.training.from_config import train_from_config
 from otavatar.training.loop import ConfigMismatchError
-from otavatar.training.pretrain_from_config import load_pretrained_generator
-from tests.helpers import micro_checkpoint
+from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings
+from otavatar.training.pretrain_from_config import load_pretrained_generator, resume_pretraining
+from tests.helpers import micro_checkpoint, micro_config
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["trainer.identity_steps=1", "trainer.motion_steps=1", "trainer.sr_steps=0", "batch_size=1", "log_every=1", "image_every=0",
@@ -118,6 +121,7 @@ def test_every_loader_refuses_the_crafted_file_and_names_the_global(folder):
         lambda: load_vgg19_features(evil_pth),
         lambda: load_synthetic_regressor(evil),
         lambda: load_pretrained_generator(evil),
+        lambda: load_generator_and_embedding(evil_pth),
     ]
     for load in loaders:
         with pytest.raises(FileFormatError, match=r"evil\.pth?: refused: loading it would import posix\.system"):
@@ -136,7 +140,9 @@ def test_the_crafted_checkpoint_never_runs_through_a_script(folder, capsys):
                               "--driving", folder / "motion.npy", "--out", folder / "a.mp4")
     assert refusal in refused(capsys, "evaluate", "--checkpoint", evil, "--dataset", folder, "--out", folder.parent / "results")
     assert refusal in refused(capsys, "export_model", evil, folder / "exported.pt")
-    assert not any((folder / name).exists() for name in ("a.pt", "a_preview.png", "a.mp4", "exported.pt"))
+    assert "evil.pth: refused: loading it would import posix.system" in refused(
+        capsys, "evaluate_generator", "--checkpoint", folder / "evil.pth", "--json", folder / "quality" / "q.json")
+    assert not any((folder / name).exists() for name in ("a.pt", "a_preview.png", "a.mp4", "exported.pt", "quality"))
 
 
 def test_the_crafted_checkpoint_through_a_real_process_is_one_line(folder):
@@ -175,6 +181,19 @@ def test_resume_skips_a_crafted_and_a_truncated_checkpoint_and_says_why(trained_
     assert f"resumed from {good} at iteration 1" in out and last == good
 
 
+def test_pretraining_resumes_from_the_newest_checkpoint_that_loads(folder, tmp_path):
+    settings = PretrainSettings(iterations=2, batch_size=1)
+    trainer = GeneratorPretrainer(build_generator(micro_config().generator), settings, seed=0)
+    trainer.iteration = 1
+    good = checkpointing.save_checkpoint({"pretrainer": trainer.state_dict()}, tmp_path, 1, keep=3)
+    (tmp_path / "checkpoint_000000002.pt").write_bytes(good.read_bytes()[:100_000])
+    shutil.copy(folder / "evil.pt", tmp_path / "checkpoint_000000003.pt")
+    resumed, said = GeneratorPretrainer(build_generator(micro_config().generator), settings, seed=0), []
+    assert resume_pretraining(resumed, tmp_path, said.append) == good and resumed.iteration == 1
+    assert said[0].startswith("not resuming from " + str(tmp_path / "checkpoint_000000003.pt") + ": refused: loading it would import posix.system")
+    assert said[1].startswith("not resuming from " + str(tmp_path / "checkpoint_000000002.pt") + ": cannot be read as a training checkpoint")
+
+
 def test_a_refused_resume_changes_nothing_in_the_run_folder(trained_run, folder, tmp_path):
     source, overrides = trained_run
     run = tmp_path / "run"
@@ -197,7 +216,9 @@ def test_bad_training_settings_are_refused_before_the_run_folder_exists(tmp_path
     for override, message in [("batch_size=abc", "batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
                               ("batch_size=0", "batch_size: expected an integer ≥ 1, found 0"),
                               ("trainer.ema_decay=x", "trainer.ema_decay: Value 'x' of type 'str' could not be converted to Float"),
-                              ("+trainer.unknown=1", "trainer.unknown: Key 'unknown' not in 'TrainerSettings'")]:
+                              ("+trainer.unknown=1", "trainer.unknown: Key 'unknown' not in 'TrainerSettings'"),
+                              ("cuda.tf32=maybe", "cuda.tf32: Value 'maybe' is not a valid bool"),
+                              ("dataset_wait_seconds=-1", "dataset_wait_seconds: expected a finite number > 0, found -1")]:
         with pytest.raises(InputError, match=message):
             train_from_config(compose_config([f"run_dir={run}", override]))
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), f"run_dir={run}", "batch_size=abc"],
@@ -278,6 +299,10 @@ def test_an_avatar_with_nan_codes_is_refused(tmp_path):
     ("benchmark", ["--threads", "0"], "argument --threads: expected an integer ≥ 1, found '0'"),
     ("benchmark_inversion", ["--threads", "0"], "argument --threads: expected an integer ≥ 1, found '0'"),
     ("evaluate", ["--w-steps", "0"], "argument --w-steps: expected an integer ≥ 1, found '0'"),
+    ("evaluate", ["--protocol", "self", "--include-driver"], "--include-driver applies to --protocol cross_id only"),
+    ("benchmark", ["--compile-mode", "reduce-overhead", "--warmup", "2"], "--warmup 2: CUDA graphs (--compile-mode reduce-overhead) record"),
+    ("evaluate_generator", ["--heads", "0"], "argument --heads: expected an integer ≥ 1, found '0'"),
+    ("preprocess", ["multiface", "capture", "--out", "x", "--frames", "0"], "argument --frames: expected an integer ≥ 1, found '0'"),
 ])
 def test_out_of_range_arguments_are_one_line(capsys, script, args, message):
     assert message in refused(capsys, script, *args)
@@ -312,6 +337,24 @@ def test_user_errors_are_one_line_naming_the_file(folder, tmp_path, capsys):
     for script, args, message in cases:
         assert message in refused(capsys, script, "--checkpoint", checkpoint, *args)
     assert not any(tmp_path.iterdir())
+
+
+def test_multiface_input_errors_name_the_file(tmp_path, capsys):
+    krt = tmp_path / "KRT"
+    krt.write_text("400001\n1 0 0\n0 nan 0\n0 0 1\n0 0 0 0 0\n1 0 0 0\n0 1 0 0\n0 0 1 0\n")
+    with pytest.raises(MultifaceLayoutError, match=r"KRT, line 3: NaN or infinite values; expected finite numbers"):
+        read_krt(krt)
+    krt.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(MultifaceLayoutError, match=r"KRT: not a text file"):
+        read_krt(krt)
+    capture = tmp_path / "capture"
+    assert f"Multiface capture {capture}: no such folder" in refused(capsys, "preprocess", "multiface", capture, "--out", tmp_path / "out")
+    for layout in ("images/SEN_a/400001", "tracked_mesh/SEN_a"):
+        (capture / layout).mkdir(parents=True)
+    shutil.copy(krt, capture / "KRT")
+    assert "KRT: not a text file" in refused(capsys, "preprocess", "multiface", capture, "--out", tmp_path / "out")
+    assert "lies inside the folder the capture" in refused(capsys, "preprocess", "multiface", capture, "--out", capture / "out")
+    assert not (tmp_path / "out").exists() and not (capture / "out").exists()
 
 
 def test_a_no_face_photo_is_one_line_from_a_real_process(folder):
