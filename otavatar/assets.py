@@ -21,6 +21,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from otavatar.errors import FileFormatError, MissingInputError
+from otavatar.files import load_torch_file
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -134,7 +137,7 @@ ASSETS = {
 }
 
 
-class MissingAssetError(FileNotFoundError):
+class MissingAssetError(MissingInputError):
     """A pretrained file is not where it should be; ``path`` is where it belongs (when known)."""
 
     def __init__(self, message: str, path: Path | None = None) -> None:
@@ -142,7 +145,7 @@ class MissingAssetError(FileNotFoundError):
         self.path = path
 
 
-class AssetFormatError(ValueError):
+class AssetFormatError(FileFormatError):
     """A pretrained file exists but does not hold what the loader expects."""
 
 
@@ -207,10 +210,7 @@ def load_asset_state_dict(
             names the file, each key, and the expected and found shapes.
     """
     file = require_asset(name, path)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise AssetFormatError(f"{file}: cannot be read as a {name} state dict ({type(error).__name__}: {error})") from error
+    state = load_torch_file(file, f"a {name} state dict", AssetFormatError)
     if entry is not None:
         if not isinstance(state, Mapping) or entry not in state:
             found = sorted(state)[:10] if isinstance(state, Mapping) else type(state).__name__

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from otavatar.config import build_generator, load_model_preset
+from otavatar.errors import InputError
 from otavatar.speed import SPEED_MODES, CudaSettings, SpeedMode, configure_cuda, keep_freed_memory, speed_mode, speed_mode_by_name
 
 
@@ -141,7 +142,7 @@ def benchmark_animation_path(
     """
     mode = speed_mode_by_name(mode) if isinstance(mode, str) else mode
     if mode.compile and compile_mode == "reduce-overhead" and warmup < CUDA_GRAPH_WARMUP:
-        raise ValueError(
+        raise InputError(
             f"benchmark: CUDA graphs (compile mode reduce-overhead) record on the 2nd run and replay from the 3rd; "
             f"warmup {warmup} would time the recording: use --warmup {CUDA_GRAPH_WARMUP} or more"
         )

@@ -8,7 +8,6 @@ objects, never imports or runs the embedded source, and refuses any other global
 from __future__ import annotations
 
 import collections
-import io
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from otavatar.errors import FileFormatError, MissingInputError
+from otavatar.files import load_torch_bytes, load_torch_file
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
@@ -24,7 +25,7 @@ from otavatar.models.eg3d import TriPlaneGenerator
 UNUSED_GENERATOR_KEYS = ("dataset_label_std",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FileFormatError):
     """A checkpoint file that cannot be used: names the file and what was expected and found."""
 
 
@@ -59,8 +60,6 @@ def _reconstruct_persistent_obj(meta: dict) -> PersistentRecord:
     return PersistentRecord(class_name=meta.get("class_name"), version=meta.get("version"), state=meta.get("state", {}))
 
 
-def _load_storage_bytes(blob: bytes):
-    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
 
 
 def _numpy_scalar(dtype, data):
@@ -74,7 +73,7 @@ def _placeholder(module: str, name: str) -> type:
 _ALLOWED = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): EasyDict,
-    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("torch.storage", "_load_from_bytes"): load_torch_bytes,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
@@ -134,6 +133,8 @@ def read_eg3d_pickle(path: str | Path, network: str = "G_ema") -> dict:
         ``{'state_dict', 'init_kwargs', 'rendering_kwargs', 'neural_rendering_resolution'}``.
     """
     path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: file does not exist (expected an EG3D network pickle)")
     try:
         with open(path, "rb") as handle:
             data = RestrictedUnpickler(handle, str(path)).load()
@@ -192,25 +193,14 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     module.load_state_dict(state_dict, strict=True)
 
 
-def _torch_load(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error}); the file is truncated or not a checkpoint") from error
-
-
 def read_generator_state(path: str | Path) -> dict:
     """Generator weights from an EG3D ``.pkl``, a ``{'G_ema': ...}`` ``.pth`` (with the architecture when it
     records its model preset under ``'model'``, and the parameter ``'embedding'``'s state dict when it has
     one, as scripts/pretrain_generator.py writes them), or a bare state dict."""
     path = Path(path)
     if path.suffix == ".pkl":
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path}: file does not exist")
         return {**read_eg3d_pickle(path), "embedding": None}
-    data = _torch_load(path)
+    data = load_torch_file(path, "generator weights", CheckpointError)
     init_kwargs = embedding = None
     if isinstance(data, Mapping) and "G_ema" in data:
         model = data.get("model")
@@ -270,8 +260,12 @@ def load_release_animator(
         use_ema: the EMA weights (``net_Warp_ema``/``net_G_ema``, what the release's inference uses)
             or the live ones (``net_Warp``/``net_G``, saved with a DDP ``module.`` prefix).
     """
-    path = Path(path)
-    data = _torch_load(path)
+    return _release_animator(load_torch_file(path, "a checkpoint", CheckpointError), Path(path), generator_kwargs, controller_kwargs, use_ema)
+
+
+def _release_animator(
+    data: Any, path: Path, generator_kwargs: Mapping[str, Any], controller_kwargs: Mapping[str, Any], use_ema: bool
+) -> Animator:
     missing = [key for key in RELEASE_KEYS if not isinstance(data, Mapping) or key not in data]
     if missing:
         raise CheckpointError(f"{path}: not an OTAvatar training checkpoint; missing keys {missing}")
@@ -307,24 +301,14 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
     from omegaconf import OmegaConf
 
     from otavatar.config import build_animator, load_model_preset
-    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, MODEL_FORMAT, load_checkpoint
+    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, MODEL_FORMAT
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
-    try:
-        header = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(error).__name__}: {error})") from error
-    if isinstance(header, Mapping) and header.get("format") == MODEL_FORMAT:
-        if not use_ema:
-            raise CheckpointError(f"{path}: an exported model holds only the EMA weights; use the training checkpoint for the live ones")
-        state = header
-    elif isinstance(header, Mapping) and header.get("format") == CHECKPOINT_FORMAT:
-        state = load_checkpoint(path)
-    else:
-        state = None
-    if state is not None:
+    state = load_torch_file(path, "a checkpoint", CheckpointError)
+    found = state.get("format") if isinstance(state, Mapping) else None
+    if found == MODEL_FORMAT and not use_ema:
+        raise CheckpointError(f"{path}: an exported model holds only the EMA weights; use the training checkpoint for the live ones")
+    if found in (MODEL_FORMAT, CHECKPOINT_FORMAT):
         model_config = state["config"]["model"]
         animator = build_animator(model_config)
         suffix = "_ema" if use_ema else ""
@@ -333,5 +317,5 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
         return animator.eval(), dict(model_config)
     preset = model_preset if model_preset is not None else load_model_preset("eg3d_ffhq512")
     model_config = OmegaConf.to_container(preset, resolve=True) if not isinstance(preset, dict) else dict(preset)
-    animator = load_release_animator(path, model_config["generator"], model_config["controller"], use_ema)
+    animator = _release_animator(state, path, model_config["generator"], model_config["controller"], use_ema)
     return animator.eval(), model_config

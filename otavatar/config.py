@@ -8,16 +8,19 @@ keywords) and a ``controller`` block.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from otavatar.errors import InputError, MissingInputError
 from otavatar.inversion import InversionSettings
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+Settings = TypeVar("Settings")
 
 
 def _names(folder: str) -> list[str]:
@@ -30,7 +33,7 @@ def _preset_file(folder: str, name_or_path: str | Path, kind: str, listed_as: st
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIG_DIR / folder / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{kind} {str(name_or_path)!r}: {path} does not exist; {listed_as}: {_names(folder)}")
+        raise MissingInputError(f"{kind} {str(name_or_path)!r}: {path} does not exist; {listed_as}: {_names(folder)}")
     return path
 
 
@@ -44,8 +47,18 @@ def load_model_preset(name_or_path: str | Path) -> DictConfig:
     cfg = OmegaConf.load(path)
     for key in ("generator", "controller"):
         if key not in cfg:
-            raise KeyError(f"model preset {path}: missing the '{key}' block")
+            raise InputError(f"model preset {path}: missing the '{key}' block")
     return cfg
+
+
+def typed_settings(cls: type[Settings], values: Mapping[str, Any], where: str = "") -> Settings:
+    """The dataclass ``cls`` from config ``values``, each checked against its field's type (OmegaConf's
+    validation) and unknown keys refused, before any work; the error names the key."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+    except OmegaConfBaseException as error:
+        key = ".".join(part for part in (where, str(error.full_key)) if part)
+        raise InputError(f"{key}: {str(error.msg).splitlines()[0]}") from error
 
 
 def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict:

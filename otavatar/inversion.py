@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from otavatar.errors import InputError, check_integer, check_positive
 from otavatar.models.animator import Animator
 from otavatar.models.eg3d import TriPlaneGenerator
 
@@ -61,13 +62,21 @@ class InversionSettings:
     # crops on every step): same result, for benchmarks.
     reuse_static_work: bool = True
 
+    def __post_init__(self) -> None:
+        check_integer("w_steps", self.w_steps, 1)  # 0 W steps leave identity_w at w_avg, a generic head
+        check_integer("w_plus_steps", self.w_plus_steps, 0)
+        check_positive("lr", self.lr)
+        check_positive("camera_lr", self.camera_lr)
+        if self.sr_steps is not None:
+            check_integer("sr_steps", self.sr_steps, 0)
+
     @classmethod
     def from_config(cls, config: Mapping) -> InversionSettings:
         """From a schedule config (configs/inversion/*.yaml): fields of this class, unknown keys refused."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"inversion config: unknown keys {unknown}; known: {sorted(known)}")
+            raise InputError(f"inversion config: unknown keys {unknown}; known: {sorted(known)}")
         return cls(**dict(config))
 
     @property
@@ -178,3 +187,54 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
             on_step(phase, step, curve[-1])
     correction.requires_grad_(False)
     return identity.detach()
+
+
+CAMERA_FIT_STEPS = 100  # the release's inversion loop, rerun by its --cam_optim
+
+
+def fit_camera(
+    animator: Animator,
+    identity: torch.Tensor,
+    target: Mapping[str, torch.Tensor],
+    frame_loss: FrameLoss,
+    settings: InversionSettings = InversionSettings(),
+    steps: int = CAMERA_FIT_STEPS,
+    sr_steps: int | None = 10,
+    on_step: Callable[[str, int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The release's ``--cam_optim``: the intrinsics correction refitted from zero on ``target`` with w_id frozen.
+
+    The release reruns its inversion loop (100 steps, the super-resolved terms in the last 10) on the
+    first driving frame with the identity code fixed, so only the correction moves (AdamW at
+    ``settings.camera_lr``); the result replaces the avatar's correction for the whole reenactment.
+
+    Args:
+        identity: w_id ``(B, 1 | num_ws, 512)`` (not changed).
+        target: as for :func:`invert`: ``image``, ``keypoints``, ``motion``, ``camera``.
+
+    Returns:
+        the correction ``(B, 18)``.
+    """
+    trainable = [p for p in animator.parameters() if p.requires_grad]
+    animator.requires_grad_(False)
+    try:
+        if settings.reuse_static_work:
+            with torch.no_grad():
+                target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
+        frame_target = {key: target[key] for key in ("image", "keypoints", "cache") if key in target}
+        correction = torch.zeros(identity.shape[0], 18, device=identity.device, requires_grad=True)
+        optimizer = torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0)
+        identity = identity.detach()
+        for step in range(steps):
+            super_resolve = sr_steps is None or step >= steps - sr_steps
+            output = _render(animator, identity, correction, target, settings, super_resolve)
+            loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if on_step is not None:
+                on_step("camera", step, loss.detach())
+        return correction.detach()
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from scipy.io import loadmat
 
+from otavatar.errors import FileFormatError, MissingInputError
+
 IDENTITY = slice(0, 80)
 EXPRESSION = slice(80, 144)
 TEXTURE = slice(144, 224)
@@ -27,6 +29,7 @@ NUM_COEFFS_WITH_CROP = 260
 MOTION_DIM = 70
 WINDOW_RADIUS = 13
 WINDOW_LENGTH = 2 * WINDOW_RADIUS + 1
+COEFFICIENT_SUFFIXES = (".npy", ".txt", ".csv", ".mat")
 
 
 def motion_from_coeffs(coeffs: torch.Tensor) -> torch.Tensor:
@@ -98,24 +101,45 @@ def _as_sequence(motion: torch.Tensor) -> torch.Tensor:
     return motion_from_coeffs(motion)
 
 
-def read_coefficients(path: str | Path) -> torch.Tensor:
-    """A motion file: ``(N, 257)``, ``(N, 260)`` or ``(N, 70)`` values in .npy, .txt/.csv or .mat (key ``coeff``)."""
+def read_coefficient_rows(path: str | Path) -> torch.Tensor:
+    """The rows of a coefficient file, checked: ``(N, 257)``, ``(N, 260)`` or ``(N, 70)`` finite values in
+    .npy, .txt/.csv or .mat (key ``coeff``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"coefficient file {path}: does not exist")
-    if path.suffix == ".npy":
-        values = np.load(path)
-    elif path.suffix == ".mat":
+        raise MissingInputError(f"coefficient file {path}: does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in COEFFICIENT_SUFFIXES:
+        raise FileFormatError(f"coefficient file {path}: unknown type '{suffix}'; expected {', '.join(COEFFICIENT_SUFFIXES)}")
+    try:
+        values = torch.as_tensor(np.asarray(_read_table(path, suffix), dtype=np.float32))
+    except Exception as error:
+        reason = next(iter(str(error).splitlines()), "")[:200]
+        raise FileFormatError(f"coefficient file {path}: not readable as numbers ({type(error).__name__}: {reason}); expected N rows of 257, 260 or 70 values") from error
+    if values.dim() == 1:
+        values = values[None]
+    if values.dim() != 2 or values.shape[0] == 0 or values.shape[1] not in (70, 257, 260):
+        raise FileFormatError(f"coefficient file {path}: expected (N, 257), (N, 260) or (N, 70) values, found shape {tuple(values.shape)}")
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        row, column = bad.nonzero()[0].tolist()
+        raise FileFormatError(
+            f"coefficient file {path}: {int(bad.sum())} NaN or infinite value(s), the first at row {row}, column {column}; expected finite numbers"
+        )
+    return values
+
+
+def _read_table(path: Path, suffix: str) -> np.ndarray:
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".mat":
         content = loadmat(path)
         keys = [k for k in ("coeff", "coeffs", "coeff_3dmm") if k in content]
         if not keys:
-            raise KeyError(f"coefficient file {path}: no 'coeff' array (found {sorted(k for k in content if not k.startswith('__'))})")
-        values = content[keys[0]]
-    else:
-        values = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-    values = torch.as_tensor(np.asarray(values, dtype=np.float32))
-    if values.dim() == 1:
-        values = values[None]
-    if values.dim() != 2 or values.shape[1] not in (70, 257, 260):
-        raise ValueError(f"coefficient file {path}: expected (N, 257), (N, 260) or (N, 70) values, found shape {tuple(values.shape)}")
-    return motion_from_coeffs(values)
+            raise LookupError(f"no 'coeff' array, found {sorted(k for k in content if not k.startswith('__'))}")
+        return content[keys[0]]
+    return np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+
+
+def read_coefficients(path: str | Path) -> torch.Tensor:
+    """The motion x ``(N, 70)`` of a coefficient file (see :func:`read_coefficient_rows`)."""
+    return motion_from_coeffs(read_coefficient_rows(path))

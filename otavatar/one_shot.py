@@ -13,12 +13,15 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from otavatar.camera import condition_to_camera, look_at_camera
 from otavatar.inversion import FrameLoss, InversionSettings, correct_intrinsics, invert
+from otavatar.losses.animation import pixel_loss
 from otavatar.models.animator import Animator
-from otavatar.motion import motion_from_coeffs, motion_window, read_coefficients
+from otavatar.motion import motion_from_coeffs, motion_window, read_coefficient_rows
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.crop import crop_increase
 from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait
@@ -41,13 +44,13 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
     neutral expression seen from the front (with a warning).
     """
     size = model_config["generator"]["img_resolution"]
+    rows = read_coefficient_rows(coefficients_file)[:1] if coefficients_file is not None else None  # checked before the photo
     portrait = align_portrait(path, PreprocessSettings(size=512, increase=crop_increase(model_config)))
     image = np.asarray(Image.fromarray(portrait.image).resize((size, size), Image.Resampling.LANCZOS))
     coefficients, motion_source = portrait.coefficients, "Deep3DFaceRecon"
-    if coefficients_file is not None:
-        motion = read_coefficients(coefficients_file)[:1]
-        raw = _raw_rows(coefficients_file)
-        coefficients = raw[0] if raw is not None and raw.shape[1] == 260 else None
+    if rows is not None:
+        motion = motion_from_coeffs(rows)
+        coefficients = rows[0].numpy() if rows.shape[1] == 260 else None
         motion_source = str(coefficients_file)
     elif coefficients is not None:
         motion = motion_from_coeffs(torch.from_numpy(coefficients)[None])
@@ -72,22 +75,26 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
     return PortraitTarget(target, motion_source, camera_source)
 
 
-def _raw_rows(path: str | Path) -> np.ndarray | None:
-    """The raw rows of a .npy/.txt coefficient file (to see whether crop columns are there)."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        return np.atleast_2d(np.load(path))
-    if path.suffix in (".txt", ".csv"):
-        return np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-    return None
-
-
 @dataclass
 class PivotalTuningSettings:
-    """Generator finetuning around the inverted code (PTI; the release's ``--pti``: Adam lr 3e-4, ≤ 50 steps)."""
+    """Generator finetuning around the inverted code, as the release's ``--pti`` (``net_G_optimize``):
+    Adam lr 3e-4 on all of G, at most 50 steps, SmoothL1 on the raw image only, stopping once the
+    AlexNet LPIPS of the raw image (nearest-upsampled to the portrait's size) is ≤ 0.06."""
 
     steps: int = 50
     lr: float = 3e-4
+    lpips_threshold: float = 0.06
+
+
+@dataclass
+class PivotalTuningResult:
+    """The tuned animator, the loss of every update, the LPIPS measured before each update (empty
+    without the LPIPS network) and whether the threshold stopped it early."""
+
+    animator: Animator
+    loss_curve: list[float]
+    lpips_curve: list[float]
+    stopped_early: bool
 
 
 def pivotal_tuning(
@@ -95,31 +102,44 @@ def pivotal_tuning(
     identity: torch.Tensor,
     correction: torch.Tensor,
     target: Mapping[str, torch.Tensor],
-    frame_loss: FrameLoss,
     settings: PivotalTuningSettings = PivotalTuningSettings(),
+    lpips: nn.Module | None = None,
     on_step: Callable[[str, int, torch.Tensor], None] | None = None,
-) -> tuple[Animator, list[float]]:
+) -> PivotalTuningResult:
     """Finetune a copy of G_eg so that G(w_id + C(x)) reproduces the portrait; w_id, C and the camera stay fixed.
 
-    Returns the tuned animator (the original is untouched) and the loss of every step.
+    As the release: the loss is SmoothL1 between the raw (neural-rendering-resolution) image and the
+    portrait area-resized to it; super-resolution never enters (the release's step count never reaches
+    its super-resolved steps), so its weights do not change. Each step's render is scored by ``lpips``
+    (AlexNet LPIPS, nearest-upsampled to the portrait's size) before its update, and tuning stops once
+    that is ≤ ``settings.lpips_threshold`` (a device read per step, as the release's); with ``lpips`` None
+    every step runs, and the losses are read once at the end. The original animator is untouched.
     """
     tuned = copy.deepcopy(animator)
     tuned.requires_grad_(False)
     tuned.generator.requires_grad_(True)
     optimizer = torch.optim.Adam(tuned.generator.parameters(), lr=settings.lr)
     camera = correct_intrinsics(target["camera"], correction)
-    frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
-    curve = []
+    image = target["image"]
+    curve: list[torch.Tensor] = []
+    distances: list[float] = []
+    stopped = False
     for step in range(settings.steps):
-        output = tuned.render(identity, target["motion"], camera, clamp=True, super_resolve=True)
-        loss, _ = frame_loss(output, frame_target, super_resolve=True, generator=tuned.generator)
+        raw = tuned.render(identity, target["motion"], camera, clamp=True, super_resolve=False)["image_raw"]
+        if lpips is not None:
+            with torch.no_grad():
+                distances.append(float(lpips(F.interpolate(raw, size=image.shape[-2:], mode="nearest"), image).mean()))
+            if distances[-1] <= settings.lpips_threshold:
+                stopped = True
+                break
+        loss = pixel_loss(raw, image)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         curve.append(loss.detach())
         if on_step:
             on_step("PTI", step, curve[-1])
-    return tuned.requires_grad_(False).eval(), torch.stack(curve).tolist() if curve else []
+    return PivotalTuningResult(tuned.requires_grad_(False).eval(), torch.stack(curve).tolist() if curve else [], distances, stopped)
 
 
 def build_avatar(
@@ -130,21 +150,24 @@ def build_avatar(
     settings: InversionSettings,
     pti: PivotalTuningSettings | None = None,
     on_step: Callable[[str, int, torch.Tensor], None] | None = None,
+    lpips: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Invert (W, then W+), optionally tune the generator, and return the avatar file's content.
+    """Invert (W, then W+), optionally tune the generator (``lpips``: its early stop, see :func:`pivotal_tuning`),
+    and return the avatar file's content.
 
     ``model`` is the model identity recorded in the file (checkpoint sha256 and config).
     """
     result = invert(animator, target, frame_loss, settings, on_step)
     identity = result.identity
-    curve, reconstruction, generator_state = list(result.loss_curve), result.reconstruction, None
+    curve, reconstruction, generator_state, tuning = list(result.loss_curve), result.reconstruction, None, None
     if pti is not None and pti.steps > 0:
-        tuned, pti_curve = pivotal_tuning(animator, identity, result.correction, target, frame_loss, pti, on_step)
-        curve += pti_curve
+        tuned = pivotal_tuning(animator, identity, result.correction, target, pti, lpips, on_step)
+        curve += tuned.loss_curve
         with torch.no_grad():
             camera = correct_intrinsics(target["camera"], result.correction)
-            reconstruction = tuned.render(identity, target["motion"], camera, clamp=True)["image"]
-        generator_state = {key: value.cpu() for key, value in tuned.generator.state_dict().items()}
+            reconstruction = tuned.animator.render(identity, target["motion"], camera, clamp=True)["image"]
+        generator_state = {key: value.cpu() for key, value in tuned.animator.generator.state_dict().items()}
+        tuning = {"steps": len(tuned.loss_curve), "lpips": tuned.lpips_curve, "stopped_early": tuned.stopped_early}
     return {
         "identity_w": result.identity_w.cpu(),
         "identity_w_plus": result.identity_w_plus.cpu() if result.identity_w_plus is not None else None,
@@ -156,6 +179,7 @@ def build_avatar(
         "reconstruction": reconstruction.cpu(),
         "loss_curve": torch.tensor(curve),
         "generator": generator_state,
+        "pti": tuning,
         "model": dict(model),
     }
 

@@ -28,16 +28,19 @@ from otavatar.preprocess.reading import open_media
 @dataclass
 class DrivingVideo:
     """A driving video after preprocessing: motion windows x ``(N, 70, 27)``, cameras p ``(N, 25)``,
-    its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, and its frame rate."""
+    its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, and its frame rate; ``keypoints``
+    ``(N, 68, 2)`` in pixels of the crops."""
 
     windows: torch.Tensor
     cameras: torch.Tensor
     images: torch.Tensor
     fps: float
+    keypoints: torch.Tensor
 
 
 def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], device: str = "cpu") -> DrivingVideo:
     """Preprocess a driving video (crops as the model's data, coefficients, cameras with the fixed smoothing)."""
+    media = open_media(path)  # an unreadable file is named before any network is loaded
     settings = PreprocessSettings(size=512, increase=crop_increase(model_config), device=device)
     extractors = Extractors(settings)
     if extractors.regressor is None:
@@ -45,14 +48,15 @@ def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], 
             f"driving with a video needs its 3DMM coefficients, and {extractors.missing}\n"
             "Alternatively drive with a coefficient file (--driving motion.npy) or a dataset video (--dataset, --video)."
         )
-    video = process_media(open_media(path), extractors, settings)
+    video = process_media(media, extractors, settings)
     images = torch.stack([
         torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
         for data in video.images
     ]).permute(0, 3, 1, 2).float() / 127.5 - 1
     coefficients = torch.from_numpy(video.coefficients)
     cameras = condition_to_camera(torch.from_numpy(video.condition), "fixed" if len(video.images) > 1 else "none")
-    return DrivingVideo(motion_windows(motion_from_coeffs(coefficients)), cameras, images, video.fps)
+    keypoints = torch.from_numpy(video.keypoints) * (size / 512)  # stored in 512-pixel coordinates
+    return DrivingVideo(motion_windows(motion_from_coeffs(coefficients)), cameras, images, video.fps, keypoints)
 
 
 @torch.no_grad()

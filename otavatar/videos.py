@@ -12,6 +12,8 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
+from otavatar.errors import InputError, MissingInputError
+
 
 def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
     """``(N, 3, H, W)`` in [−1, 1] → ``(N, H, W, 3)`` uint8 (values clamped, as the release does)."""
@@ -41,9 +43,9 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, audio_sour
     """
     path = Path(path)
     if not path.parent.exists():
-        raise FileNotFoundError(f"output video {path}: folder {path.parent} does not exist")
+        raise MissingInputError(f"output video {path}: folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"output video {path}: folder {path.parent} is not writable")
+        raise InputError(f"output video {path}: folder {path.parent} is not writable")
     audio = Path(audio_source) if audio_source is not None and has_audio(Path(audio_source)) else None
     temporaries = [_temporary(path), _temporary(path) if audio else None]
     writer = None
@@ -59,7 +61,7 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, audio_sour
             writer.send(np.ascontiguousarray(frame))
             count += 1
         if writer is None:
-            raise ValueError(f"output video {path}: no frames to write")
+            raise InputError(f"output video {path}: no frames to write")
         writer.close()
         if audio:
             # A second pass muxes the audio cut to the video's length: every frame stays, even when the

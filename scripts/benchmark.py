@@ -11,31 +11,30 @@ grows and written to JSON.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
-from otavatar.benchmarking import BENCHMARK, benchmark_animation_path, benchmark_in_subprocess, format_table
+from otavatar.benchmarking import BENCHMARK, CUDA_GRAPH_WARMUP, benchmark_animation_path, benchmark_in_subprocess, format_table
+from otavatar.cli import ScriptParser, at_least, available_device, script
 from otavatar.config import model_presets
+from otavatar.files import atomic_write_text, check_outputs
 from otavatar.speed import PRECISIONS, SPEED_MODES, CudaSettings, speed_mode_by_name
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--preset", nargs="+", default=["tiny"], help=f"model presets: {model_presets()}")
     parser.add_argument("--mode", nargs="+", default=["exact"], choices=sorted(SPEED_MODES), help="speed modes (otavatar/speed.py)")
-    parser.add_argument("--batch", type=int, default=BENCHMARK.batch)
-    parser.add_argument("--runs", type=int, default=BENCHMARK.runs, help="timed runs; the median is reported")
-    parser.add_argument("--warmup", type=int, default=BENCHMARK.warmup,
+    parser.add_argument("--batch", type=at_least(1), default=BENCHMARK.batch)
+    parser.add_argument("--runs", type=at_least(1), default=BENCHMARK.runs, help="timed runs; the median is reported")
+    parser.add_argument("--warmup", type=at_least(0), default=BENCHMARK.warmup,
                         help="untimed runs first (cuDNN autotuning; CUDA graphs need 3)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--device", type=available_device, default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help="override the modes' autocast precision")
     parser.add_argument("--compile", action="store_true", help="run synthesis through torch.compile")
     parser.add_argument(
@@ -51,11 +50,12 @@ def main() -> None:
     )
     parser.add_argument("--in-process", action="store_true", help="measure in this process (peak memory then accumulates)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
-    args = parser.parse_args()
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        sys.exit(f"--device {args.device}: CUDA is not available on this machine")
-    if args.threads:
+    args = parser.parse_args(argv)
+    if args.compile_mode == "reduce-overhead" and args.warmup < CUDA_GRAPH_WARMUP:
+        parser.error(f"--warmup {args.warmup}: CUDA graphs (--compile-mode reduce-overhead) record on the 2nd run and replay "
+                     f"from the 3rd; use --warmup {CUDA_GRAPH_WARMUP} or more")
+    check_outputs({}, files={"--json": args.json})
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = []
     for preset in args.preset:
@@ -78,10 +78,7 @@ def main() -> None:
             table = format_table(results).splitlines()
             print("\n".join(table if len(results) == 1 else table[-1:]), flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=args.json.parent, suffix=".tmp", delete=False) as handle:
-            json.dump([r.as_dict() for r in results], handle, indent=2)
-        os.replace(handle.name, args.json)
+        atomic_write_text(args.json, json.dumps([r.as_dict() for r in results], indent=2))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the loss values only compare runs under the same random networks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -20,29 +19,31 @@ from pathlib import Path
 import torch
 from torchvision.models.vgg import cfgs, make_layers
 
-from otavatar.cli import DEFAULT_CHECKPOINT, load_model
+from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, at_least, available_device, load_model, script
 from otavatar.config import inversion_presets, load_inversion_preset, load_loss_preset
 from otavatar.data.samples import frame_target, sample_videos
 from otavatar.evaluation.time_to_avatar import time_to_avatar
-from otavatar.files import atomic_write_text
+from otavatar.files import atomic_write_text, check_outputs
 from otavatar.losses.animation import AnimationLoss
 from otavatar.losses.identity import ResNetArcFace
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--loss", default="offline_l1", help="loss preset of configs/loss")
     parser.add_argument("--random-feature-weights", action="store_true", help="random VGG19/ArcFace files (timing only)")
     parser.add_argument("--release", default="release", help=f"the release's schedule: {inversion_presets()} or a YAML file")
     parser.add_argument("--ours", default="fast", help=f"otavatar's schedule: {inversion_presets()} or a YAML file")
-    parser.add_argument("--portraits", type=int, default=4)
+    parser.add_argument("--portraits", type=at_least(1), default=4)
     parser.add_argument("--first-seed", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=at_least(1), default=None)
+    parser.add_argument("--device", type=available_device, default="cpu")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if args.threads:
+    args = parser.parse_args(argv)
+    check_outputs({"--checkpoint": args.checkpoint}, files={"--json": args.json})
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
 
     loss_config = load_loss_preset(args.loss)

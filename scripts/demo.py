@@ -11,15 +11,15 @@ AED and LPIPS, beside the baselines'.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from otavatar.cli import DEFAULT_CHECKPOINT, load_model
+from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, at_least, available_device, load_model, script
 from otavatar.config import load_loss_preset
 from otavatar.evaluation.demo import DemoSettings, run_demo
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
+from otavatar.files import check_outputs
 from otavatar.losses.animation import AnimationLoss
 from otavatar.metrics.suite import MetricSuite
 
@@ -33,19 +33,22 @@ def _scores(method: dict) -> str:
     return f"{_figure(method['psnr'], ' dB')} / {_figure(method['region_psnr'], ' dB')} / {_figure(method['aed'])}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--frames", type=int, default=DemoSettings.frames)
+    parser.add_argument("--frames", type=at_least(1), default=DemoSettings.frames)
     parser.add_argument("--seed", type=int, default=DemoSettings.seed, help="draws the two held-out identities")
     parser.add_argument("--alexnet", help="LPIPS backbone (alexnet-owt-7be5be79.pth); without it LPIPS is n/a")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
-    parser.add_argument("--w-steps", type=int, default=DemoSettings.w_steps)
-    parser.add_argument("--w-plus-steps", type=int, default=DemoSettings.w_plus_steps)
+    parser.add_argument("--w-steps", type=at_least(1), default=DemoSettings.w_steps)
+    parser.add_argument("--w-plus-steps", type=at_least(0), default=DemoSettings.w_plus_steps)
     parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    parser.add_argument("--device", type=available_device, default="cpu")
+    args = parser.parse_args(argv)
+    check_outputs({"--checkpoint": args.checkpoint, "--alexnet": args.alexnet, "--synthetic-regressor": args.synthetic_regressor},
+                  folders={"--out": args.out})
 
     torch.manual_seed(0)
     animator, _, _ = load_model(args.checkpoint, args.device)

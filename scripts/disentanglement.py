@@ -13,7 +13,6 @@ synthetic regressor), with the static and still baselines. Writes OUT/results.js
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
@@ -23,7 +22,9 @@ import torch
 from omegaconf import OmegaConf
 
 from otavatar.checkpoints import file_sha256, load_animator
+from otavatar.cli import ScriptParser, at_least, available_device, script
 from otavatar.config import CONFIG_DIR, compose_config, load_loss_preset
+from otavatar.errors import InputError
 from otavatar.evaluation.disentanglement import cached_evaluation, disentanglement_table, evaluate_variant
 from otavatar.evaluation.protocols import BASELINES
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
@@ -35,16 +36,17 @@ from otavatar.training.from_config import frame_source, train_from_config
 README_MARKERS = ("<!-- disentanglement:start -->", "<!-- disentanglement:end -->")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--config", type=Path, default=CONFIG_DIR / "benchmark" / "disentanglement.yaml")
     parser.add_argument("--variants", help="comma-separated subset of the config's variants")
-    parser.add_argument("--iterations", type=int, help="override the training budget of every variant")
+    parser.add_argument("--iterations", type=at_least(0), help="override the training budget of every variant")
     parser.add_argument("--alexnet", help="LPIPS backbone (alexnet-owt-7be5be79.pth); without it LPIPS is n/a")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
     parser.add_argument("--update-readme", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    parser.add_argument("--device", type=available_device, default="cpu")
+    args = parser.parse_args(argv)
 
     cfg = OmegaConf.load(args.config)
     names = args.variants.split(",") if args.variants else list(cfg.variants)
@@ -102,7 +104,7 @@ def main() -> None:
         text = readme.read_text()
         start, end = README_MARKERS
         if start not in text or end not in text:
-            raise SystemExit(f"README.md has no {start} … {end} block to replace")
+            raise InputError(f"README.md has no {start} … {end} block to replace")
         block = f"{start}\n{table}{end}"
         atomic_write_text(readme, re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
         print("README.md: results table updated")

@@ -7,41 +7,49 @@
 
 Writes OUT/results.json, OUT/results.csv and OUT/table.md. Metrics whose extractor weights are missing
 are reported as ``n/a (missing FILE)``; pretrained/README.md says where each file comes from.
+Inversion follows the release (its loss and its 100 + 100-step schedule) on real-data protocols;
+synthetic protocols invert with ``offline_l1``. Both files state the loss and schedule that ran.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from otavatar.cli import DEFAULT_CHECKPOINT, add_speed_arguments, inference_speed, load_model
-from otavatar.config import load_loss_preset
+from otavatar.cli import (DEFAULT_CHECKPOINT, ScriptParser, add_speed_arguments, at_least, available_device, inference_speed,
+                          inversion_settings, load_model, positive, script)
+from otavatar.config import inversion_presets, load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.evaluation.protocols import BASELINES, PROTOCOLS, SYNTHETIC_ONLY_BASELINES
 from otavatar.evaluation.report import write_results
 from otavatar.evaluation.runner import EvaluationSettings, animation_fps, run_evaluation
+from otavatar.errors import InputError, MissingInputError
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
-from otavatar.inversion import InversionSettings
-from otavatar.losses.animation import AnimationLoss
+from otavatar.files import check_outputs
+from otavatar.losses.animation import AnimationLoss, missing_weight_files
 from otavatar.metrics.suite import MetricSuite
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--dataset", default="datasets/synthetic_128", help="a dataset in the reference layout (its test list is evaluated)")
-    parser.add_argument("--resolution", type=int, default=None, help="the dataset's LMDB sub-folder (default: the model's)")
+    parser.add_argument("--resolution", type=at_least(1), default=None, help="the dataset's LMDB sub-folder (default: the model's)")
     parser.add_argument("--protocol", default="synthetic_cross_id", choices=PROTOCOLS)
     parser.add_argument("--driving", help="cross_id: the driving video (the paper: WRA_EricCantor_000)")
+    parser.add_argument("--include-driver", action="store_true",
+                        help="cross_id: also drive the driver's own video, as the release does (default: every other test video)")
     parser.add_argument("--camera-source", default=None, choices=["ground_truth", "condition"],
-                        help="default: ground_truth for synthetic_* protocols, condition otherwise")
-    parser.add_argument("--frames", type=int, default=None, help="frames per episode (default: the whole video)")
-    parser.add_argument("--episodes", type=int, default=None, help="evaluate only the first N episodes")
+                        help="default: ground_truth for synthetic_* protocols and for multiview on a dataset that stores exact "
+                             "cameras (a converted Multiface capture), condition otherwise")
+    parser.add_argument("--frames", type=at_least(1), default=None, help="frames per episode (default: the whole video)")
+    parser.add_argument("--episodes", type=at_least(1), default=None, help="evaluate only the first N episodes")
     parser.add_argument("--out", type=Path, default=None, help="default: results/<protocol>")
     parser.add_argument("--renders", type=Path, help="score frames rendered elsewhere: RENDERS/<episode>/00000.png …")
     parser.add_argument("--save-renders", action="store_true", help="also write OUT/renders/<episode>/*.png")
@@ -59,29 +67,19 @@ def main() -> None:
     parser.add_argument("--arcface", help="CSIM network (arcface_resnet18.pth)")
     parser.add_argument("--deep3dfacerecon", help="AED/APD regressor (epoch_20.pth)")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
-    parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss (release needs VGG19 and ArcFace)")
-    parser.add_argument("--w-steps", type=int, default=100)
-    parser.add_argument("--w-plus-steps", type=int, default=100)
+    parser.add_argument("--loss", default=None, help="inversion loss preset of configs/loss (default: release, which needs VGG19 and "
+                        "ArcFace, on real-data protocols; offline_l1 on synthetic_* protocols)")
+    parser.add_argument("--schedule", default="release", choices=inversion_presets(), help="inversion schedule of configs/inversion")
+    parser.add_argument("--w-steps", type=at_least(1), help="override the schedule's W steps")
+    parser.add_argument("--w-plus-steps", type=at_least(0), help="override the schedule's W+ steps")
+    parser.add_argument("--lr", type=positive, help="override the schedule's learning rate")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=available_device, default="cpu")
     add_speed_arguments(parser)
-    args = parser.parse_args()
-
-    started = time.perf_counter()
+    args = parser.parse_args(argv)
+    if args.fps and args.renders:
+        parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
     synthetic = args.protocol.startswith("synthetic")
-    out = args.out or Path("results") / args.protocol
-    animator, model_config, sha256 = (None, None, None) if args.renders else load_model(args.checkpoint, args.device)
-    size = model_config["generator"]["img_resolution"] if model_config else None
-    dataset = Path(args.dataset)
-    if not dataset.is_dir():
-        parser.error(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
-    database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
-    camera_source = args.camera_source or ("ground_truth" if synthetic else "condition")
-    source = FrameSource(database, camera_source, image_size=size)
-
-    motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
-    paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
-    extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
     requested = args.baselines if args.baselines is not None else "static,still" + (",ground_truth_static" if synthetic else "")
     baselines = () if args.renders else tuple(name for name in requested.split(",") if name)
     unknown = set(baselines) - set(BASELINES)
@@ -89,17 +87,40 @@ def main() -> None:
         parser.error(f"--baselines: unknown {sorted(unknown)}; choose from {sorted(BASELINES)}")
     if not synthetic and set(baselines) & set(SYNTHETIC_ONLY_BASELINES):
         parser.error(f"--baselines: {sorted(SYNTHETIC_ONLY_BASELINES)} need a synthetic_* protocol (they render the true head)")
+    if args.include_driver and args.protocol != "cross_id":
+        parser.error("--include-driver applies to --protocol cross_id only")
+    loss = args.loss or ("offline_l1" if synthetic else "release")
+    inversion = inversion_settings(args)  # the loss preset and schedule are read and checked before any work
+    missing = [] if args.renders else missing_weight_files(load_loss_preset(loss))
+    if missing:
+        raise MissingInputError(f"--loss {loss}: missing {', '.join(missing)} (see pretrained/README.md); "
+                                "or pass --loss offline_l1, which needs neither but is not the release's inversion loss")
+
+    started = time.perf_counter()
+    out = args.out or Path("results") / args.protocol
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise MissingInputError(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
+    inputs = {"--checkpoint": None if args.renders else args.checkpoint, "--dataset": dataset, "--renders": args.renders, "--alexnet": args.alexnet,
+              "--inception": args.inception, "--arcface": args.arcface, "--deep3dfacerecon": args.deep3dfacerecon}
+    check_outputs(inputs, folders={"--out": out})
+    animator, model_config, sha256 = (None, None, None) if args.renders else load_model(args.checkpoint, args.device)
+    size = model_config["generator"]["img_resolution"] if model_config else None
+    database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
+    test_videos = database.splits["test"]
+    exact = args.protocol == "multiview" and bool(test_videos) and database.has(test_videos[0], "camera")
+    camera_source = args.camera_source or ("ground_truth" if synthetic or exact else "condition")
+    source = FrameSource(database, camera_source, image_size=size)
+
+    motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
+    paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
+    extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
     methods = ["otavatar", *baselines]
     suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in methods}
 
     torch.manual_seed(args.seed)
-    frame_loss = None if args.renders else AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
-    settings = EvaluationSettings(
-        args.protocol, args.driving, args.frames, args.episodes, baselines,
-        inversion=InversionSettings(w_steps=args.w_steps, w_plus_steps=args.w_plus_steps),
-    )
-    if args.fps and animator is None:
-        parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
+    frame_loss = None if args.renders else AnimationLoss.from_config(load_loss_preset(loss), use_regularisers=False).to(args.device)
+    settings = EvaluationSettings(args.protocol, args.driving, args.frames, args.episodes, baselines, inversion, args.include_driver)
     with inference_speed(args, animator.generator, "evaluation") if animator is not None else contextlib.nullcontext():
         per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
         fps = animation_fps(animator, source, database.splits["test"][0]) if args.fps else None
@@ -114,7 +135,8 @@ def main() -> None:
         "overall": {method: suites[method].summary() for method in methods},
         "per_video": per_video,
         **suite.description(),
-        "inversion": {"w_steps": args.w_steps, "w_plus_steps": args.w_plus_steps, "loss": args.loss},
+        "inversion": None if args.renders else {"loss": loss, "schedule": args.schedule, **asdict(inversion)},
+        **({"include_driver": args.include_driver} if args.protocol == "cross_id" else {}),
         "speed": {"mode": args.speed, "tf32": args.tf32},
     }
     if fps is not None:
@@ -128,7 +150,7 @@ def _only_resolution(dataset: Path) -> int:
     """The single LMDB resolution of ``dataset`` (when no model says which one)."""
     found = sorted(int(p.name) for p in dataset.iterdir() if p.is_dir() and p.name.isdigit())
     if len(found) != 1:
-        raise SystemExit(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
+        raise InputError(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
     return found[0]
 
 

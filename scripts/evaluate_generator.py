@@ -11,33 +11,28 @@ boxes. Writes JSON {"psnr", "region_psnr", "heads", "expressions", "views", "che
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from otavatar.checkpoints import CheckpointError
+from otavatar.cli import ScriptParser, at_least, available_device, script
 from otavatar.evaluation.generator_quality import DEFAULT_GENERATOR, evaluate_generator, load_generator_and_embedding, write_generator_report
+from otavatar.files import check_outputs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_GENERATOR, help="a file written by scripts/pretrain_generator.py")
-    parser.add_argument("--heads", type=int, default=8, help="held-out heads to render")
+    parser.add_argument("--heads", type=at_least(1), default=8, help="held-out heads to render")
     parser.add_argument("--json", type=Path, default=Path("outputs/generator_quality.json"))
     parser.add_argument("--sheet", type=Path, help="the contact sheet (default: beside the JSON, .png)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    parser.add_argument("--device", type=available_device, default="cpu")
+    args = parser.parse_args(argv)
     sheet = args.sheet or args.json.with_suffix(".png")
-    if args.heads < 1:
-        parser.error(f"--heads: expected at least 1, found {args.heads}")
-    if args.checkpoint.resolve() in (args.json.resolve(), sheet.resolve()):
-        parser.error(f"--json/--sheet: {args.checkpoint} is the input; choose another output path")
+    check_outputs({"--checkpoint": args.checkpoint}, files={"--json": args.json, "--sheet": sheet}, make_folders=True)
 
     started = time.perf_counter()
-    try:
-        generator, embedding = load_generator_and_embedding(args.checkpoint, args.device)
-    except (FileNotFoundError, CheckpointError) as error:
-        parser.exit(2, f"evaluate_generator: {' '.join(str(error).split())}\n")
+    generator, embedding = load_generator_and_embedding(args.checkpoint, args.device)
     result = evaluate_generator(generator, embedding, args.heads)
     report = write_generator_report(result, args.checkpoint, args.json, sheet)
     print(f"generator {args.checkpoint}: {report['heads']} held-out heads × {report['expressions']} expressions × {report['views']} views: "

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -17,27 +16,32 @@ import torch
 from torchvision.utils import save_image
 
 from otavatar.avatar_file import save_avatar
-from otavatar.cli import add_inversion_arguments, add_speed_arguments, construct, inference_speed, load_model
+from otavatar.cli import ScriptParser, add_inversion_arguments, add_speed_arguments, at_least, construct, inference_speed, load_model, script
 from otavatar.data.datasets import FrameSource
+from otavatar.files import atomic_write, check_outputs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import frame_target, sample_videos
 from otavatar.one_shot import portrait_target
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--portrait", help="a photo (the largest face is used)")
     parser.add_argument("--dataset", help="or a dataset frame: a dataset in the reference layout (with --video and --frame)")
-    parser.add_argument("--resolution", type=int, default=None, help="the dataset's LMDB sub-folder (default: the model's)")
+    parser.add_argument("--resolution", type=at_least(1), default=None, help="the dataset's LMDB sub-folder (default: the model's)")
     parser.add_argument("--video")
-    parser.add_argument("--frame", type=int, default=0)
+    parser.add_argument("--frame", type=at_least(0), default=0)
     parser.add_argument("--camera-source", default="ground_truth", choices=["ground_truth", "condition"])
-    parser.add_argument("--out", type=Path, default=Path("avatar.pt"))
+    parser.add_argument("--out", type=Path, default=Path("avatar.pt"), help="the avatar file; the preview goes to OUT_preview.png")
     add_inversion_arguments(parser)
     add_speed_arguments(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME [--frame K]")
+    preview = args.out.with_name(args.out.stem + "_preview.png")
+    inputs = {"--portrait": args.portrait, "--coeffs": args.coeffs, "--checkpoint": args.checkpoint, "--dataset": args.dataset}
+    check_outputs(inputs, files={"--out": args.out, "the preview (from --out)": preview})
 
     started = time.perf_counter()
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
@@ -55,8 +59,8 @@ def main() -> None:
     with inference_speed(args, animator.generator, "inversion"):
         avatar = construct(args, animator, model_config, sha256, target)
     save_avatar(args.out, avatar)
-    preview = args.out.with_suffix(".png")
-    save_image(torch.cat([avatar["source_image"], avatar["reconstruction"]]), preview, normalize=True, value_range=(-1, 1))
+    pair = torch.cat([avatar["source_image"], avatar["reconstruction"]])
+    atomic_write(preview, lambda handle: save_image(pair, handle, format="png", normalize=True, value_range=(-1, 1)))
     error = (avatar["reconstruction"].clamp(-1, 1) - avatar["source_image"]).square().mean()
     print(
         f"avatar: {args.out} (preview {preview}); reconstruction PSNR {10 * torch.log10(4 / error):.2f} dB; "

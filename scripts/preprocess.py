@@ -3,6 +3,7 @@
     python scripts/preprocess.py video clips/*.mp4 --out datasets/mine            # real videos → dataset
     python scripts/preprocess.py portrait photo.jpg --out outputs/portrait        # one aligned crop + landmarks
     python scripts/preprocess.py synthetic --out datasets/synthetic --identities 40 --videos 2 --frames 64 --resolution 128
+    python scripts/preprocess.py multiface CAPTURE --out datasets/multiface_CAPTURE   # for evaluate.py --protocol multiview
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from otavatar.camera import FFHQ_FOCAL
+from otavatar.cli import ScriptParser, at_least, available_device, positive, script
+from otavatar.data.multiface import MultifaceCapture, check_conversion, extractor_annotator, write_multiface_dataset
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.files import atomic_write, check_outputs
 from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait, write_dataset
 
 
 def synthetic(args: argparse.Namespace) -> None:
+    check_outputs({}, folders={"--out": args.out})
     summary = write_synthetic_dataset(
         args.out, args.identities, args.videos, args.frames, args.resolution, args.seed, args.test_identities
     )
@@ -37,6 +43,7 @@ def _settings(args: argparse.Namespace) -> PreprocessSettings:
 
 
 def video(args: argparse.Namespace) -> None:
+    check_outputs({f"the input {path}": path for path in args.paths}, folders={"--out": args.out})
     summary = write_dataset(args.paths, args.out, _settings(args), args.test_fraction, args.test_person)
     print(summary)
     if summary.failed and not summary.written and not summary.skipped:
@@ -44,45 +51,56 @@ def video(args: argparse.Namespace) -> None:
 
 
 def portrait(args: argparse.Namespace) -> None:
+    out, stem = Path(args.out), Path(args.photo).stem
+    crop, landmarks = out / f"{stem}_crop.png", out / f"{stem}.npz"
+    check_outputs({"the photo": args.photo}, folders={"--out": out})
     result = align_portrait(args.photo, _settings(args))
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.photo).stem
-    Image.fromarray(result.image).save(out / f"{stem}_crop.png")
+    atomic_write(crop, lambda handle: Image.fromarray(result.image).save(handle, format="PNG"))
     arrays = {"keypoints": result.keypoints, "box": result.box}
     if result.coefficients is not None:
         arrays |= {"coefficients": result.coefficients, "condition": result.condition}
-    np.savez(out / f"{stem}.npz", **arrays)
-    print(f"wrote {out / f'{stem}_crop.png'} ({args.size}²) and {out / f'{stem}.npz'} ({', '.join(arrays)})")
+    atomic_write(landmarks, lambda handle: np.savez(handle, **arrays))
+    print(f"wrote {crop} ({args.size}²) and {landmarks} ({', '.join(arrays)})")
     if result.missing:
         print(f"warning: no coefficients: {result.missing}")
 
 
+def multiface(args: argparse.Namespace) -> None:
+    check_outputs({"the capture": args.capture, "--krt": args.krt}, folders={"--out": args.out})
+    capture = MultifaceCapture(args.capture, args.krt)
+    check_conversion(capture, args.out, args.frontal_camera, args.views, args.sentences)
+    annotate = extractor_annotator(args.device, args.coefficient_weights)
+    out = write_multiface_dataset(capture, args.out, annotate, args.size, args.frontal_camera, args.views, args.sentences, args.frames, args.focal)
+    print(f"wrote {out}: the multiview protocol's test videos (python scripts/evaluate.py --protocol multiview --dataset {out})")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=512, help="crop size (the reference data: 512)")
+    parser.add_argument("--size", type=at_least(1), default=512, help="crop size (the reference data: 512)")
     parser.add_argument("--increase", type=float, default=0.1, help="FOMM crop margin per side, as a fraction of the face box")
     parser.add_argument("--coefficient-weights", default=None, help="Deep3DFaceRecon epoch_20.pth (default: pretrained/deep3dfacerecon/)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=available_device, default="cpu")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     synth = commands.add_parser("synthetic", help="procedural talking heads with exact ground truth")
     synth.add_argument("--out", required=True)
-    synth.add_argument("--identities", type=int, default=40)
-    synth.add_argument("--videos", type=int, default=2, help="videos per identity")
-    synth.add_argument("--frames", type=int, default=64, help="frames per video")
-    synth.add_argument("--resolution", type=int, default=128, help="image size, 64 to 512")
+    synth.add_argument("--identities", type=at_least(1), default=40)
+    synth.add_argument("--videos", type=at_least(1), default=2, help="videos per identity")
+    synth.add_argument("--frames", type=at_least(1), default=64, help="frames per video")
+    synth.add_argument("--resolution", type=at_least(1), default=128, help="image size, 64 to 512")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--test-identities", type=int, default=None, help="default: a tenth of the identities")
+    synth.add_argument("--test-identities", type=at_least(0), default=None, help="default: a tenth of the identities")
     synth.set_defaults(run=synthetic)
     videos = commands.add_parser("video", help="real videos (files or folders of frames) → dataset; re-running resumes")
     videos.add_argument("paths", nargs="+")
     videos.add_argument("--out", required=True)
     _common(videos)
-    videos.add_argument("--batch-size", type=int, default=16)
-    videos.add_argument("--camera-smoothing", type=int, default=2, help="± frames averaged for cameras")
+    videos.add_argument("--batch-size", type=at_least(1), default=16)
+    videos.add_argument("--camera-smoothing", type=at_least(0), default=2, help="± frames averaged for cameras")
     videos.add_argument("--image-format", choices=("JPEG", "PNG"), default="JPEG")
     videos.add_argument("--test-fraction", type=float, default=0.1, help="share of persons (hash of the name before '#') in the test list")
     videos.add_argument("--test-person", action="append", default=[], help="put this person in the test list (repeatable)")
@@ -92,7 +110,20 @@ def main() -> None:
     photo.add_argument("--out", default="outputs/portrait")
     _common(photo)
     photo.set_defaults(run=portrait)
-    args = parser.parse_args()
+    capture = commands.add_parser("multiface", help="a Multiface capture → the multiview protocol's dataset (exact cameras from KRT)")
+    capture.add_argument("capture", help="the capture folder (KRT, images/, tracked_mesh/)")
+    capture.add_argument("--out", required=True)
+    capture.add_argument("--krt", default=None, help="default: CAPTURE/KRT")
+    capture.add_argument("--frontal-camera", default=None, help="the source view (default: the camera nearest the rig's mean direction)")
+    capture.add_argument("--views", nargs="+", default=None, help="the target views (default: every other camera)")
+    capture.add_argument("--sentences", nargs="+", default=None, help="default: every sentence")
+    capture.add_argument("--frames", type=at_least(1), default=None, help="at most this many frames per sentence")
+    capture.add_argument("--size", type=at_least(1), default=512, help="crop size (the reference data: 512)")
+    capture.add_argument("--focal", type=positive, default=FFHQ_FOCAL, help="normalised focal of the crops (the training labels')")
+    capture.add_argument("--coefficient-weights", default=None, help="Deep3DFaceRecon epoch_20.pth (default: pretrained/deep3dfacerecon/)")
+    capture.add_argument("--device", type=available_device, default="cpu")
+    capture.set_defaults(run=multiface)
+    args = parser.parse_args(argv)
     args.run(args)
 
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from pathlib import Path
@@ -20,79 +19,103 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from otavatar.avatar_file import load_avatar
-from otavatar.cli import add_inversion_arguments, add_speed_arguments, camera_path, construct, inference_speed, load_model
+from otavatar.cli import (ScriptParser, add_inversion_arguments, add_speed_arguments, at_least, camera_mode, camera_path, construct,
+                          inference_speed, load_model, positive, refit_camera, script)
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
-from otavatar.motion import motion_windows, read_coefficients
+from otavatar.errors import InputError
+from otavatar.files import atomic_write, check_outputs
+from otavatar.motion import COEFFICIENT_SUFFIXES, motion_windows, read_coefficients
 from otavatar.one_shot import avatar_animator, portrait_target
+from otavatar.preprocess.reading import VIDEO_SUFFIXES
 from otavatar.reenactment import driving_video, reenact
 from otavatar.videos import to_uint8_frames, write_video
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@script
+def main(argv: list[str]) -> None:
+    parser = ScriptParser(__doc__)
     parser.add_argument("--avatar", type=Path, help="an avatar file from scripts/invert.py")
     parser.add_argument("--portrait", help="or a photo: invert it first (same options as scripts/invert.py)")
     parser.add_argument("--driving", type=Path, help="a video (preprocessed on the fly) or a coefficient file (N × 257/260/70)")
     parser.add_argument("--dataset", help="or drive with a dataset video (with --video)")
-    parser.add_argument("--resolution", type=int, default=None)
+    parser.add_argument("--resolution", type=at_least(1), default=None)
     parser.add_argument("--video")
-    parser.add_argument("--camera", default=None, help="driving | source | orbit | yaw,pitch (default: driving when it has cameras)")
-    parser.add_argument("--fps", type=float, default=None, help="default: the driving video's, else 25")
+    parser.add_argument("--camera", type=camera_mode, default=None, help="driving | source | orbit | yaw,pitch (default: driving when it has cameras)")
+    parser.add_argument("--fps", type=positive, default=None, help="default: the driving video's, else 25")
     parser.add_argument("--out", type=Path, default=Path("reenactment.mp4"))
     parser.add_argument("--side-by-side", action="store_true", help="driving frames | result (video or dataset driving)")
     parser.add_argument("--frames-dir", type=Path, default=None, help="also write every frame as PNG")
     parser.add_argument("--depth", action="store_true", help="also write the depth maps as <out>_depth.mp4")
     parser.add_argument("--w", choices=["w", "w_plus"], default="w_plus", help="which identity code of the avatar")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=at_least(1), default=8)
+    parser.add_argument("--optimize-camera", action="store_true",
+                        help="refit the avatar's intrinsics correction on the first driving frame, w_id frozen (the release's --cam_optim)")
     add_inversion_arguments(parser)
     add_speed_arguments(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.avatar and args.portrait:
         parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME")
+    if args.optimize_camera and args.driving and args.driving.suffix.lower() not in VIDEO_SUFFIXES:
+        parser.error("--optimize-camera fits the first driving frame: drive with a video, a dataset video or the embedded sample, not a coefficient file")
+    depth_path = args.out.with_name(args.out.stem + "_depth.mp4") if args.depth else None
+    inputs = {"--avatar": args.avatar, "--portrait": args.portrait, "--driving": args.driving, "--coeffs": args.coeffs,
+              "--checkpoint": args.checkpoint, "--dataset": args.dataset}
+    check_outputs(inputs, files={"--out": args.out, "the depth video (from --out)": depth_path}, folders={"--frames-dir": args.frames_dir})
+    driving_is_video = args.driving is not None and args.driving.suffix.lower() in VIDEO_SUFFIXES
+    if args.driving and not driving_is_video and args.driving.suffix.lower() not in COEFFICIENT_SUFFIXES:
+        raise InputError(
+            f"--driving {args.driving}: a '{args.driving.suffix}' file; expected a video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
+            f"or a coefficient file ({', '.join(COEFFICIENT_SUFFIXES)}); a photo to animate goes to --portrait"
+        )
+    # Coefficients are read and checked (shape, finite values) before any model work.
+    windows = motion_windows(read_coefficients(args.driving)) if args.driving and not driving_is_video else None
 
     animator, model_config, sha256 = load_model(args.checkpoint, args.device)
     size = model_config["generator"]["img_resolution"]
     sample = functools.cache(lambda: sample_videos(size))  # rendered only when used
-    if args.avatar:
-        avatar = load_avatar(args.avatar, sha256)
-    else:
-        if args.portrait:
-            target = portrait_target(args.portrait, model_config, args.coeffs).target
-        else:
-            print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
-            target = frame_target(sample()[0])
-        with inference_speed(args, animator.generator, "inversion"):
-            avatar = construct(args, animator, model_config, sha256, target)
-    animator = avatar_animator(animator, avatar)
-    identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
+    avatar = load_avatar(args.avatar, sha256) if args.avatar else None
+    target = portrait_target(args.portrait, model_config, args.coeffs).target if args.portrait else None
 
-    driving_images = driving_cameras = audio = None
+    driving_images = driving_cameras = audio = first_frame = None  # first_frame: what --optimize-camera fits
     fps = 25.0
-    if args.driving and args.driving.suffix.lower() in VIDEO_SUFFIXES:
+    if driving_is_video:
         driving = driving_video(args.driving, size, model_config, args.device)
         windows, driving_cameras, fps, audio = driving.windows, driving.cameras, driving.fps, args.driving
         driving_images = driving.images if args.side_by_side else None
-    elif args.driving:
-        windows = motion_windows(read_coefficients(args.driving))
-    elif not args.dataset:
-        print("no --driving or --dataset: driving with the embedded sample (another synthetic identity)")
-        driver = sample()[1]
-        windows, driving_cameras = driving_windows(driver), driver.cameras
-        driving_images = driver.images * 2 - 1 if args.side_by_side else None
-    else:
+        first_frame = {"image": driving.images[:1], "keypoints": driving.keypoints[:1], "motion": windows[:1], "camera": driving_cameras[:1]}
+    elif windows is None and args.dataset:
         source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size)
         data = source.video(args.video)
         windows, driving_cameras = data["motion"], data["camera"]
         if args.side_by_side:
             driving_images = torch.stack([source.image(args.video, f) for f in range(windows.shape[0])])
+        first_frame = {key: value[None] for key, value in source.frame(args.video, 0).items()}
+    elif windows is None:
+        print("no --driving or --dataset: driving with the embedded sample (another synthetic identity)")
+        driver = sample()[1]
+        windows, driving_cameras = driving_windows(driver), driver.cameras
+        driving_images = driver.images * 2 - 1 if args.side_by_side else None
+        first_frame = frame_target(driver)
     fps = args.fps or fps
-    cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, avatar["camera"])
+    if avatar is None and target is None:
+        print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
+        target = frame_target(sample()[0])
+    source_camera = avatar["camera"] if avatar is not None else target["camera"]
+    cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, source_camera)
+
+    if avatar is None:
+        with inference_speed(args, animator.generator, "inversion"):
+            avatar = construct(args, animator, model_config, sha256, target)
+    animator = avatar_animator(animator, avatar)
+    identity = avatar["identity_w_plus"] if args.w == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
+    correction = avatar["correction"].to(args.device)
+    if args.optimize_camera:
+        with inference_speed(args, animator.generator, "camera refit"):
+            correction = refit_camera(args, animator, identity.to(args.device), first_frame)
     if args.frames_dir:
         args.frames_dir.mkdir(parents=True, exist_ok=True)
     depth_range = (model_config["generator"]["rendering_kwargs"]["ray_start"], model_config["generator"]["rendering_kwargs"]["ray_end"])
@@ -103,7 +126,7 @@ def main() -> None:
 
     def frames():
         index = 0
-        batches = reenact(animator, identity.to(args.device), windows, cameras, avatar["correction"].to(args.device), args.batch_size)
+        batches = reenact(animator, identity.to(args.device), windows, cameras, correction, args.batch_size)
         for batch in batches:
             images = batch["image"].cpu()
             if args.depth:
@@ -113,7 +136,8 @@ def main() -> None:
                 images = torch.cat([driving_images[index : index + images.shape[0]], images], dim=3)
             for image in images:
                 if args.frames_dir:
-                    save_image(image, args.frames_dir / f"{index:06d}.png", normalize=True, value_range=(-1, 1))
+                    atomic_write(args.frames_dir / f"{index:06d}.png",
+                                 lambda handle: save_image(image, handle, format="png", normalize=True, value_range=(-1, 1)))
                 index += 1
             bar.update(images.shape[0])
             yield from to_uint8_frames(images)
@@ -123,7 +147,7 @@ def main() -> None:
     bar.close()
     seconds = time.perf_counter() - start
     if args.depth:
-        depth_path = write_video((f for batch in depth_frames for f in batch), args.out.with_name(args.out.stem + "_depth.mp4"), fps)
+        write_video((f for batch in depth_frames for f in batch), depth_path, fps)
         print(f"depth maps → {depth_path} (black {depth_range[0]}, white {depth_range[1]})")
     print(f"{windows.shape[0]} frames in {seconds:.1f} s ({windows.shape[0] / seconds:.2f} FPS) → {args.out}")
 

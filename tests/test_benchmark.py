@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from otavatar.benchmarking import BENCHMARK, CUDA_GRAPH_WARMUP, benchmark_animation_path, format_table
+from otavatar.config import load_model_preset
 from otavatar.speed import SPEED_MODES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,7 +21,9 @@ def test_benchmark_reports_a_row_with_its_settings_for_the_tiny_preset():
     assert result.frames_per_second == 2 / result.median_seconds_per_batch
     assert result.seconds_per_frame == result.median_seconds_per_batch / 2
     assert result.device.startswith("cpu") and result.precision == "float32"
-    assert (result.coarse_samples, result.fine_samples, result.neural_rendering_resolution) == (24, 24, 32)
+    tiny = load_model_preset("tiny").generator
+    expected = (tiny.rendering_kwargs.depth_resolution, tiny.rendering_kwargs.depth_resolution_importance, tiny.neural_rendering_resolution)
+    assert (result.coarse_samples, result.fine_samples, result.neural_rendering_resolution) == expected
     assert result.peak_memory_mb > 0 and result.psnr_vs_exact is None
     assert "| tiny | exact | cpu" in format_table([result])
 

@@ -13,8 +13,8 @@ def test_save_keeps_the_last_m_and_finds_the_latest(tmp_path):
     for iteration in (10, 20, 30, 40):
         ckpt.save_checkpoint({"weights": torch.full((2,), float(iteration))}, tmp_path, iteration, keep=2)
     assert [i for i, _ in ckpt.list_checkpoints(tmp_path)] == [30, 40]
-    latest = ckpt.latest_checkpoint(tmp_path)
-    state = ckpt.load_checkpoint(latest)
+    latest, state = ckpt.newest_loadable_checkpoint(tmp_path, print)
+    assert latest == tmp_path / "checkpoint_000000040.pt"
     assert state["iteration"] == 40 and torch.equal(state["weights"], torch.full((2,), 40.0))
 
 
@@ -33,14 +33,14 @@ def test_a_killed_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script])
     assert completed.returncode == 9
     assert [i for i, _ in ckpt.list_checkpoints(tmp_path)] == [1]
-    assert torch.equal(ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))["weights"], torch.ones(3))
+    assert torch.equal(ckpt.newest_loadable_checkpoint(tmp_path, print)[1]["weights"], torch.ones(3))
 
 
 def test_truncated_or_foreign_files_are_refused_with_the_file_name(tmp_path):
     path = ckpt.save_checkpoint({"weights": torch.ones(100)}, tmp_path, 5, keep=1)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=f"checkpoint {path}: cannot be read"):
+    with pytest.raises(ValueError, match=f"{path}: cannot be read as a training checkpoint"):
         ckpt.load_checkpoint(path)
     foreign = tmp_path / "foreign.pt"
     torch.save({"net_G": {}}, foreign)

@@ -38,8 +38,9 @@ def test_inverting_a_rendered_frame_lowers_the_loss_and_reconstructs_it():
     with torch.no_grad():
         start = animator.render(initial_identity_code(animator.generator, 1), motion, camera, deterministic=True)["image"]
     assert steps[0] == ("W", 0) and steps[-1] == ("W+", 9) and len(result.loss_curve) == 40
-    assert result.identity_w.shape == (1, 1, 512) and result.identity_w_plus.shape == (1, 10, 512)
-    assert min(result.loss_curve[-5:]) < result.loss_curve[0]
+    assert result.identity_w.shape == (1, 1, 512) and result.identity_w_plus.shape == (1, animator.generator.num_ws, 512)
+    # The last sr_steps of each phase add the super-resolved terms: compare W steps of one objective.
+    assert min(result.loss_curve[20:25]) < result.loss_curve[0]
     assert psnr(result.reconstruction, image) > psnr(start, image) + 3
     assert all(p.requires_grad for p in animator.parameters()), "inversion must leave the networks as it found them"
 

@@ -55,7 +55,7 @@ def test_invert_a_photo_with_pivotal_tuning(setup):
     content = torch.load(avatar, weights_only=True)
     assert content["source_image"].shape == (1, 3, 128, 128) and content["keypoints"].shape == (1, 68, 2)
     assert len(content["loss_curve"]) == 12 and content["generator"] is not None
-    assert Image.open(avatar.with_suffix(".png")).size[0] > 128  # source | reconstruction
+    assert Image.open(avatar.with_name("avatar_preview.png")).size[0] > 128  # source | reconstruction
     # The same command is deterministic under --seed.
     again = folder / "again.pt"
     run("invert.py", "--checkpoint", checkpoint, "--portrait", photo, "--w-steps", 6, "--w-plus-steps", 3,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
+from otavatar.files import load_torch_file
 from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_loss, reconstruction_loss, render_views,
                                         sample_heads)
 from tests.helpers import micro_config
@@ -50,15 +51,18 @@ def test_region_term_weights_only_the_eye_and_mouth_boxes():
 
 
 def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
+    """Four field iterations lower the field loss of unseen heads; a resumed trainer takes the first
+    image iteration exactly as the original does."""
+    settings = PretrainSettings(batch_size=2, lr=3e-3, field_iterations=4, field_points=2048, field_weight=0.5, image_batch_size=1)
     torch.manual_seed(0)
     generator = build_generator(micro_config().generator).train()
-    trainer = GeneratorPretrainer(generator, PretrainSettings(batch_size=2, lr=3e-3))
-    batch = sample_heads(2, generator.img_resolution, torch.Generator().manual_seed(1))
+    trainer = GeneratorPretrainer(generator, settings)
+    batch = sample_heads(2, generator.img_resolution, torch.Generator().manual_seed(1), field_points=2048, images=False)
 
     def loss_on_batch() -> float:
         with torch.no_grad():
             ws = generator.mapping(trainer.embedding(batch["parameters"]), torch.zeros(2, 25))
-            return reconstruction_loss(render_views(generator, ws, batch["cameras"]), batch["images"], 1.0)[0].item()
+            return field_loss(generator, generator.synthesize_planes(ws), batch)[0].item()
 
     first = loss_on_batch()
     for _ in range(4):
@@ -67,10 +71,11 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
     saved = {key: value for key, value in trainer.state_dict().items()}
     torch.save(saved, tmp_path / "state.pt")
     expected = trainer.step()
+    assert "l1_image" in expected and "field_occupancy" in expected
 
     torch.manual_seed(123)
-    other = GeneratorPretrainer(build_generator(micro_config().generator).train(), PretrainSettings(batch_size=2, lr=3e-3))
-    other.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    other = GeneratorPretrainer(build_generator(micro_config().generator).train(), settings)
+    other.load_state_dict(load_torch_file(tmp_path / "state.pt", "a pretrainer state"))
     assert other.iteration == 4
     resumed = other.step()
     assert resumed["loss"] == expected["loss"]
@@ -104,7 +109,7 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     first_state, second_state = torch.load(out, weights_only=True), torch.load(tmp_path / "stage2.pt", weights_only=True)
     assert set(second_state["embedding"]) == set(first_state["embedding"])
     missing = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two, f"run_dir={tmp_path / 'run3'}", f"init_generator={tmp_path / 'nope.pt'}"], capture_output=True, text=True)
-    assert missing.returncode != 0 and "nope.pt does not exist" in missing.stderr
+    assert missing.returncode != 0 and "nope.pt: file does not exist" in missing.stderr
 
 
 def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():
@@ -117,7 +122,7 @@ def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():
     assert all(torch.equal(trainer.embedding.state_dict()[key], value) for key, value in fresh.items())
 
 
-def test_field_samples_carry_the_closed_form_head_and_are_learned():
+def test_field_samples_carry_the_closed_form_head():
     batch = sample_heads(2, 64, torch.Generator().manual_seed(3), field_points=2048, images=False)
     assert "images" not in batch and batch["points"].shape == (2, 2048, 3)
     surface = batch["points"][:, :1024]
@@ -126,20 +131,6 @@ def test_field_samples_carry_the_closed_form_head_and_are_learned():
     # The other half lie along view rays: mostly empty space, which must stay transparent.
     assert batch["occupancy"][:, 1024:].float().mean() < 0.3 and not batch["colour_mask"][:, 1024:].any()
     assert surface.norm(dim=-1).max() < 0.5  # the heads sit well inside the box
-
-    torch.manual_seed(0)
-    generator = build_generator(micro_config().generator).train()
-    trainer = GeneratorPretrainer(generator, PretrainSettings(batch_size=2, lr=3e-3, field_iterations=10, field_points=2048))
-
-    def loss_on_batch() -> float:
-        with torch.no_grad():
-            ws = generator.mapping(trainer.embedding(batch["parameters"]), torch.zeros(2, 25))
-            return field_loss(generator, generator.synthesize_planes(ws), batch)[0].item()
-
-    first = loss_on_batch()
-    for _ in range(6):
-        terms = trainer.step()
-    assert "l1_image" not in terms and loss_on_batch() < first
 
 
 # Copying weights into meta parameters is a no-op that torch warns about; the device is only a stand-in.

@@ -126,8 +126,8 @@ def test_resuming_onto_an_accelerator_restores_rng_states_from_the_cpu(tmp_path)
         checkpointing.save_checkpoint(state, tmp_path, 1, keep=1)
         accelerator = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("meta"))
         resumed = DecouplingTrainer(micro_animator().to(accelerator.device), pixel_loss, settings)
-        start = _resume(resumed, RunSettings(run_dir=tmp_path, iterations=2, batch_size=1), config, accelerator, lambda _: None)
-    assert start == 1 and resumed.iteration == 1
+        start, path = _resume(resumed, RunSettings(run_dir=tmp_path, iterations=2, batch_size=1), config, accelerator, lambda _: None)
+    assert start == 1 and path == tmp_path / "checkpoint_000000001.pt" and resumed.iteration == 1
     states = _optimiser_states(resumed)
     assert states and all(
         value.device.type == "meta" for state in states for name, value in state.items() if torch.is_tensor(value) and name != "step"

@@ -15,6 +15,8 @@ and, when an extractor's weights were missing, ``{video}-missing`` saying which 
 
 Synthetic data adds ``{video}-camera`` (N, 25), ``{video}-identity_params``,
 ``{video}-expression_params``, ``{video}-view_camera`` (V, N, 25) and ``{video}-view{v}-{frame:07d}``.
+Converted Multiface captures (:mod:`otavatar.data.multiface`) store ``camera``, ``view_camera`` and the
+views too, and the text ``{video}-cameras``: the source camera's name, then each view's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from otavatar.errors import InputError
 from otavatar.files import atomic_write_text
 
 ARRAY_SHAPES = {"coeff_3dmm": (260,), "condition": (7,), "keypoint": (68, 2), "camera": (25,)}
@@ -67,7 +70,7 @@ def _open_readonly(path: Path) -> lmdb.Environment:
     return _READ_ENVIRONMENTS[resolved]
 
 
-class LmdbLayoutError(KeyError):
+class LmdbLayoutError(InputError, KeyError):
     """The dataset does not have the reference layout: names the path, video or key."""
 
     def __str__(self) -> str:

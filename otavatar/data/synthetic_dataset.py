@@ -16,6 +16,7 @@ from tqdm import tqdm
 from otavatar.camera import TRACKER_FOCAL
 from otavatar.data.lmdb import VideoLmdbWriter, encode_image, to_uint8
 from otavatar.data.synthetic import coefficients, make_video, sample_identity
+from otavatar.errors import InputError
 
 
 @dataclass
@@ -62,10 +63,10 @@ def write_synthetic_dataset(
     """
     out = Path(out)
     if out.exists():
-        raise FileExistsError(f"synthetic dataset: {out} already exists; remove it or choose another --out")
+        raise InputError(f"synthetic dataset: {out} already exists; remove it or choose another --out")
     test_identities = held_out_identity_count(identities, test_identities)
     if not 0 <= test_identities < identities:
-        raise ValueError(f"synthetic dataset: {test_identities} test identities out of {identities}")
+        raise InputError(f"synthetic dataset: {test_identities} test identities out of {identities}; expected fewer test identities than identities")
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

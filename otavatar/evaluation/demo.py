@@ -25,7 +25,7 @@ from torchvision.utils import make_grid
 from otavatar.data.samples import SAMPLE_SEED, driving_windows, frame_target, sample_videos
 from otavatar.data.synthetic import render_fixed_expression, render_video
 from otavatar.evaluation.protocols import Avatar, render
-from otavatar.files import atomic_write_text
+from otavatar.files import atomic_write, atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.metrics.image import psnr
 from otavatar.metrics.suite import MetricSuite
@@ -102,7 +102,8 @@ def run_demo(
     panels = torch.cat([source, driving, result_frames, ground_truth], dim=3)
     write_video(to_uint8_frames(panels), out / "demo.mp4", settings.fps)
     rows = torch.linspace(0, settings.frames - 1, min(settings.sheet_rows, settings.frames)).round().long()
-    contact_sheet(panels[rows], ("source", "driving", "result", "ground truth")).save(out / "contact_sheet.png")
+    sheet = contact_sheet(panels[rows], ("source", "driving", "result", "ground truth"))
+    atomic_write(out / "contact_sheet.png", lambda handle: sheet.save(handle, format="PNG"))
     metrics["seconds"]["total"] = time.perf_counter() - started
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -4,8 +4,10 @@
   the ground truth (the paper's same-identity reconstruction);
 - ``cross_id``: frame 0 of every test video driven by ``driving_video`` (the paper: HDTF test videos
   driven by WRA_EricCantor_000); real data has no ground truth, so only identity, expression and
-  pose metrics apply;
-- ``multiview``: like ``self``, seen from a stored extra view (the paper's Multiface protocol);
+  pose metrics apply. The driver's own video is not an episode (it would be self-reenactment)
+  unless ``include_driver``: the release drives every test video, the driver included;
+- ``multiview``: like ``self``, seen from a stored extra view (the paper's Multiface protocol, over a
+  capture converted by ``scripts/preprocess.py multiface``);
 - ``synthetic_cross_id``: on synthetic heads, every held-out identity driven by the next held-out
   identity's video; the renderer draws the source identity with the driver's expression and pose,
   so cross-identity reenactment has exact ground truth;
@@ -92,8 +94,10 @@ def synthetic_static_truth(source: FrameSource, source_video: str, cameras: torc
     return render_fixed_expression(identity, expression, cameras, source.image_size or database.resolution) * 2 - 1
 
 
-def episodes(source: FrameSource, protocol: str, driving_video: str | None = None, frames: int | None = None) -> Iterator[Episode]:
-    """The protocol's episodes over the test split (see the module docstring)."""
+def episodes(
+    source: FrameSource, protocol: str, driving_video: str | None = None, frames: int | None = None, include_driver: bool = False
+) -> Iterator[Episode]:
+    """The protocol's episodes over the test split (see the module docstring); ``include_driver``: cross_id only."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol: expected one of {PROTOCOLS}, found {protocol!r}")
     videos = source.database.splits["test"]
@@ -121,7 +125,7 @@ def episodes(source: FrameSource, protocol: str, driving_video: str | None = Non
         data = source.video(driving_video)
         count = min(frames or len(data["motion"]), len(data["motion"]))
         for video in videos:
-            if video != driving_video:
+            if include_driver or video != driving_video:
                 yield Episode(
                     f"{driving_video}->{video}", video, driving_video, data["motion"][:count], data["camera"][:count], None,
                     source.video(video)["camera"][0],

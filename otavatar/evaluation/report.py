@@ -14,7 +14,9 @@ from otavatar.files import atomic_write_text
 
 # OTAvatar, CVPR 2023, Table 1 (multi-view on Multiface; cross-identity on HDTF driven by WRA_EricCantor_000).
 PAPER_TABLE_1 = {
-    "paper, multi-view (Multiface)": {"psnr": 21.19, "ssim": 0.657, "csim": 0.574, "lpips": 0.288, "fid": 137.3},
+    "paper, multi-view (Multiface)": {
+        "psnr": 21.19, "ssim": 0.657, "csim": 0.574, "lpips": 0.288, "fid": 137.3, "aed": 1.874, "apd": 0.428, "akd": 3.731,
+    },
     "paper, cross-identity (HDTF)": {"csim": 0.694, "aed": 2.850, "apd": 0.405, "akd": 4.307, "fid": 101.8},
 }
 # OTAvatar Table 2: 35 FPS on an A100.
@@ -29,12 +31,30 @@ def _cell(value: object) -> str:
     return "—" if value is None else str(value)
 
 
-def markdown_table(overall: dict[str, dict], metrics: list[str], title: str, fps: dict | None = None) -> str:
-    """Rows: each method of this run, then the paper's Table 1 rows (— where the paper has no value)."""
+def run_notes(results: dict) -> list[str]:
+    """What ran, stated above the table: the inversion's loss and schedule, and on ``cross_id`` whether the driver was driven."""
+    notes = []
+    inversion = results.get("inversion")
+    if inversion:
+        sr = "every step" if inversion["sr_steps"] is None else f"the last {inversion['sr_steps']} steps of each phase"
+        notes.append(
+            f"Inversion: loss `{inversion['loss']}`, schedule `{inversion['schedule']}`: {inversion['w_steps']} W + "
+            f"{inversion['w_plus_steps']} W+ steps, lr {inversion['lr']}, super-resolved terms in {sr}."
+        )
+    if results["protocol"] == "cross_id":
+        notes.append(
+            "Driver: its own video is driven too (the release's protocol)." if results.get("include_driver")
+            else "Driver: its own video is not driven (otavatar's default; the release drives it too: --include-driver)."
+        )
+    return notes
+
+
+def markdown_table(overall: dict[str, dict], metrics: list[str], title: str, fps: dict | None = None, notes: list[str] = ()) -> str:
+    """Rows: each method of this run, then the paper's Table 1 rows (— where the paper has no value); ``notes`` above the table."""
     header = ["method", *(f"{name.upper().replace('_', ' ')} {ARROWS.get(name, '')}".strip() for name in metrics)]
     rows = [[METHOD_NAMES.get(method, method), *(_cell(values.get(name)) for name in metrics)] for method, values in overall.items()]
     rows += [[name, *(_cell(values.get(metric)) for metric in metrics)] for name, values in PAPER_TABLE_1.items()]
-    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [f"**{title}**", "", *(f"{note}  " for note in notes), *([""] if notes else []), "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     if fps is not None:
         lines += ["", "| Table 2 | FPS | device |", "|---|---|---|",
@@ -57,7 +77,7 @@ def write_results(out: Path, results: dict) -> list[Path]:
     files = {
         "results.json": json.dumps(results, indent=2, default=str) + "\n",
         "results.csv": buffer.getvalue(),
-        "table.md": markdown_table(results["overall"], metrics, title, results.get("fps")),
+        "table.md": markdown_table(results["overall"], metrics, title, results.get("fps"), run_notes(results)),
     }
     for name, text in files.items():
         atomic_write_text(out / name, text)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from otavatar.benchmarking import device_name, synchronize
 from otavatar.data.datasets import FrameSource
+from otavatar.errors import InputError, MissingInputError
 from otavatar.evaluation.protocols import Episode, baseline_frames, episodes, invert_source, render
 from otavatar.inversion import FrameLoss, InversionSettings
 from otavatar.metrics.suite import MetricSuite
@@ -30,6 +31,7 @@ class EvaluationSettings:
     max_episodes: int | None = None
     baselines: tuple[str, ...] = ("static", "still")  # ground_truth_static only exists on synthetic protocols
     inversion: InversionSettings = field(default_factory=InversionSettings)
+    include_driver: bool = False  # cross_id: also drive the driver's own first frame, as the release does
 
 
 def episode_folder(name: str) -> str:
@@ -54,12 +56,12 @@ def load_frames(folder: Path, count: int, size: int) -> torch.Tensor:
     """The first ``count`` PNG frames of ``folder`` as ``(count, 3, size, size)`` in [−1, 1]."""
     files = sorted(folder.glob("*.png"))
     if len(files) < count:
-        raise FileNotFoundError(f"--renders: {folder} holds {len(files)} PNG frames, the episode needs {count}")
+        raise MissingInputError(f"--renders: {folder} holds {len(files)} PNG frames, the episode needs {count}")
     frames = []
     for file in files[:count]:
         image = np.asarray(Image.open(file).convert("RGB"))
         if image.shape[:2] != (size, size):
-            raise ValueError(f"--renders: {file} is {image.shape[1]}×{image.shape[0]}, expected {size}×{size}")
+            raise InputError(f"--renders: {file} is {image.shape[1]}×{image.shape[0]}, expected {size}×{size}")
         frames.append(torch.from_numpy(image.copy()).permute(2, 0, 1))
     return torch.stack(frames).float() / 127.5 - 1
 
@@ -90,7 +92,7 @@ def run_evaluation(
     """
     per_video: dict[str, dict[str, dict]] = {name: {} for name in suites}
     avatars = {} if avatars is None else avatars
-    for index, episode in enumerate(episodes(source, settings.protocol, settings.driving_video, settings.frames)):
+    for index, episode in enumerate(episodes(source, settings.protocol, settings.driving_video, settings.frames, settings.include_driver)):
         if settings.max_episodes is not None and index >= settings.max_episodes:
             break
         started = time.perf_counter()

@@ -22,6 +22,7 @@ from torch import nn
 from otavatar.assets import AssetFormatError, MissingAssetError
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic import render_video, sample_identity, sample_talking_sequence
+from otavatar.files import load_torch_file
 from otavatar.motion import ANGLES, TRANSLATION
 
 INPUT_SIZE = 64
@@ -148,7 +149,7 @@ def load_synthetic_regressor(path: str | Path) -> SyntheticMotionRegressor:
             f"(git checkout {path}) or is rebuilt by `python scripts/train_regressor.py --out {path}`",
             path,
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_torch_file(path, "a synthetic regressor file", AssetFormatError)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise AssetFormatError(f"{path}: expected a dict with 'state_dict' (written by scripts/train_regressor.py)")
     model = SyntheticMotionRegressor()

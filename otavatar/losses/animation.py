@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otavatar.assets import asset_path
 from otavatar.losses.identity import IdentityLoss, load_arcface
 from otavatar.losses.perceptual import PerceptualLoss, load_vgg19_features
 from otavatar.losses.region import RegionLoss
@@ -28,7 +29,8 @@ class LossWeights:
 
     Release-vs-paper switches: ``release_eye_bug`` (False: the eye terms compare prediction and
     target, as the paper intends); ``monotonic_detach`` (EG3D's variant; the release detaches
-    nothing); ``motion_code`` (the paper's L1 on w_x; the paper gives no weight, the release uses 0).
+    nothing); ``motion_code``: an L1 on the motion code w_x = C(x), otavatar's option (weight 0, as
+    neither the paper nor the release has it; the paper's L1 is on C's parameters, ``trainer.controller_l1``).
     ``raw_scales``/``sr_scales``: perceptual scales on the raw and super-resolved images.
     ``vgg19_path``/``arcface_path``: explicit weight files (None: see :mod:`otavatar.assets`).
     ``pixel_l1``: L1 over the whole image, not a release term: without the perceptual loss (no ImageNet
@@ -51,6 +53,12 @@ class LossWeights:
     regulariser_points: int = 2000
     vgg19_path: str | None = None
     arcface_path: str | None = None
+
+
+def missing_weight_files(config: Mapping) -> list[str]:
+    """The pretrained files a loss config needs and that are not there: VGG19 for a perceptual term, ArcFace for an identity term."""
+    needed = [("vgg19", config.get("perceptual", 0.0), config.get("vgg19_path")), ("arcface", config.get("identity", 0.0), config.get("arcface_path"))]
+    return [str(asset_path(name, path)) for name, weight, path in needed if weight and not asset_path(name, path).is_file()]
 
 
 def pixel_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

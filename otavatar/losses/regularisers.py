@@ -70,5 +70,5 @@ def monotonic_density_loss(
 
 
 def motion_code_l1(motion_code: torch.Tensor) -> torch.Tensor:
-    """Mean absolute value of w_x ``(B, num_ws, 512)`` (the paper's L1 penalty on the controller's output)."""
+    """Mean absolute value of w_x ``(B, num_ws, 512)`` (an optional penalty on the controller's output)."""
     return motion_code.abs().mean()

@@ -65,8 +65,8 @@ class MotionController(nn.Module):
         num_ws: layers of W+ (14 for EG3D at 256² planes).
         w_dim: dimension of W.
         tied_mlp: the release builds its MLP by list multiplication, so its hidden layers are
-            one Linear applied ``mlp_layers`` times (869,420 parameters); False gives the paper's
-            distinct layers. Both use the same state-dict names.
+            one Linear applied ``mlp_layers`` times (869,420 parameters, which matches the paper's
+            0.8 M); False gives distinct layers (1,132,588). Both use the same state-dict names.
         shortcut: add the pooled descriptor around the hidden layers, as the release does.
     """
 

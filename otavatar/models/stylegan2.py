@@ -465,8 +465,9 @@ class SynthesisBlock(nn.Module):
             return x, y
         with torch.autocast(ws.device.type, enabled=False):
             # The skip image (the tri-plane in EG3D's backbone) accumulates in fp32, as in the release.
-            if self.up == 2:
-                img = upsample2d(img, self.resample_filter)
+            if self.up == 1:  # img is the caller's tensor: never add in place
+                return x, img + y
+            img = upsample2d(img, self.resample_filter)
         return x, img.add_(y) if not (torch.is_grad_enabled() and (img.requires_grad or y.requires_grad)) else img + y
 
 

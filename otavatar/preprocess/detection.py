@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from otavatar.errors import InputError
+
 
 @dataclass(frozen=True)
 class Face:
@@ -48,12 +50,15 @@ class FaceDetector:
                 "`pip install --no-deps facenet-pytorch==2.6.0 requests` (make setup does this)"
             ) from None
         self.mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_size)
+        self.min_face_size = min_face_size
         self.threshold = threshold
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces per frame (each list sorted by area, largest first; empty when none is found)."""
         if not len(frames):
             return []
+        if min(frames[0].shape[:2]) < self.min_face_size:
+            return [[] for _ in frames]  # smaller than the smallest face MTCNN looks for (its image pyramid would be empty)
         boxes, scores, points = self.mtcnn.detect(list(frames), landmarks=True)
         result = []
         for frame_boxes, frame_scores, frame_points in zip(boxes, scores, points):
@@ -76,13 +81,13 @@ class FaceDetector:
 def largest_face(faces: list[Face], source: str) -> Face:
     """The largest face, warning (with the source's name) when there are several."""
     if not faces:
-        raise NoFaceError(f"{source}: no face found")
+        raise NoFaceError(f"{source}: no face found; give a photo with a clearly visible face")
     if len(faces) > 1:
         warnings.warn(f"{source}: {len(faces)} faces found; using the largest ({faces[0].box.round().astype(int).tolist()})", stacklevel=2)
     return faces[0]
 
 
-class NoFaceError(ValueError):
+class NoFaceError(InputError):
     """No face in an image or in any frame of a video."""
 
 

@@ -259,6 +259,11 @@ def align_portrait(path: str | Path, settings: PreprocessSettings = PreprocessSe
     if media.kind != "image":
         raise MediaReadError(f"{path}: a portrait must be an image file, found a {media.kind}")
     extractors = extractors or Extractors(settings)
+    if min(media.size) < extractors.detector.min_face_size:
+        raise NoFaceError(
+            f"{path}: {media.size[0]}×{media.size[1]} pixels is too small to hold a face "
+            f"(the detector needs at least {extractors.detector.min_face_size}); give a larger photo"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         video = process_media(media, extractors, settings, keep_crops=True, progress=False)

@@ -14,6 +14,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from otavatar.errors import InputError
 from otavatar.videos import has_audio
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -21,7 +22,7 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 FOLDER_FPS = 25.0  # frame rate given to folders of frames (HDTF's rate)
 
 
-class MediaReadError(ValueError):
+class MediaReadError(InputError):
     """A file or folder that cannot be read as images or video: names the path and the reason."""
 
 

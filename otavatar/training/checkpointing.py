@@ -1,8 +1,9 @@
-"""Training checkpoints: atomic writes, keeping the last M, finding the latest, resume checks, release export.
+"""Training checkpoints: atomic writes, keeping the last M, the newest that loads, resume checks, release export.
 
 A checkpoint holds generator, controller, both EMAs, optimiser states, the iteration, RNG states
 and the resolved config it was trained with. Files are written to a temporary name in the same
-directory and renamed, so a killed save leaves the previous checkpoint intact.
+directory and renamed, so a killed save leaves the previous checkpoint intact. They are read with
+``weights_only=True`` (:func:`otavatar.files.load_torch_file`), to the CPU.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from otavatar.files import atomic_write
+from otavatar.errors import FileFormatError
+from otavatar.files import atomic_write, load_torch_file
 
 CHECKPOINT_FORMAT = "otavatar-train-v1"
 MODEL_FORMAT = "otavatar-model-v1"  # inference only: EMA weights and the model config
@@ -61,11 +63,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1][1] if checkpoints else None
-
-
 def save_checkpoint(state: dict, run_dir: Path, iteration: int, keep: int) -> Path:
     """Write ``state`` as the checkpoint of ``iteration`` and delete all but the newest ``keep``."""
     path = Path(run_dir) / checkpoint_name(iteration)
@@ -75,21 +72,35 @@ def save_checkpoint(state: dict, run_dir: Path, iteration: int, keep: int) -> Pa
     return path
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a training checkpoint written by :func:`save_checkpoint`, with a clear error otherwise."""
+def load_checkpoint(path: Path) -> dict:
+    """Read a training checkpoint written by :func:`save_checkpoint` to the CPU (weights_only), with a clear error otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file does not exist")
-    try:
-        # RNG states hold numpy arrays and tuples, so this is not a weights_only load; only
-        # load checkpoints you trust, as with any pickle.
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:
-        raise ValueError(f"checkpoint {path}: cannot be read ({type(error).__name__}: {error}); the file is truncated or not a checkpoint") from error
+    state = load_torch_file(path, "a training checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"checkpoint {path}: expected format {CHECKPOINT_FORMAT!r}, found {found!r}")
+        raise FileFormatError(f"{path}: expected format {CHECKPOINT_FORMAT!r}, found {found!r}; not a training checkpoint of scripts/train.py")
     return state
+
+
+def newest_loadable_checkpoint(run_dir: Path, say: Callable[[str], None]) -> tuple[Path, dict] | None:
+    """The newest checkpoint of ``run_dir`` that loads, with its state; each newer one that does not is
+    named through ``say`` with the reason. None when the folder holds no checkpoint.
+
+    Raises:
+        FileFormatError: checkpoints are there but none loads (starting afresh would rotate them away).
+    """
+    checkpoints = list_checkpoints(run_dir)
+    for _, path in reversed(checkpoints):
+        try:
+            return path, load_checkpoint(path)
+        except FileFormatError as error:
+            say(f"not resuming from {error}")
+    if checkpoints:
+        raise FileFormatError(
+            f"{run_dir}: none of its {len(checkpoints)} checkpoints loads (reasons above); "
+            "move them aside to start afresh, or pass resume=PATH"
+        )
+    return None
 
 
 def export_model(checkpoint: Path, out: Path) -> Path:

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from otavatar.errors import InputError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -39,9 +41,11 @@ def init_distributed(device: str = "auto") -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise InputError(f"device={device}: expected auto, cpu or cuda")
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        raise InputError(f"device={device}: CUDA is not available on this machine; use device=cpu (or auto)")
     torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(torch_device)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from datetime import timedelta
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from otavatar.checkpoints import load_strict, read_generator_state, UNUSED_GENERATOR_KEYS
-from otavatar.config import build_animator
+from otavatar.config import build_animator, typed_settings
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.errors import MissingInputError, check_positive
 from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
 from otavatar.speed import CudaSettings, configure_cuda
@@ -21,10 +23,12 @@ from otavatar.training.trainer import TrainerSettings
 
 
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    values = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("controller_betas", "generator_betas"):
-        values[key] = tuple(values[key])
-    return TrainerSettings(**values)
+    settings = typed_settings(TrainerSettings, cfg, "trainer")
+    return replace(settings, controller_betas=tuple(settings.controller_betas), generator_betas=tuple(settings.generator_betas))
+
+
+def run_settings(cfg: DictConfig) -> RunSettings:
+    return typed_settings(RunSettings, {field.name: cfg[field.name] for field in fields(RunSettings)})
 
 
 def build_training_animator(cfg: DictConfig) -> Animator:
@@ -33,7 +37,7 @@ def build_training_animator(cfg: DictConfig) -> Animator:
     if cfg.generator_checkpoint:
         path = Path(cfg.generator_checkpoint)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"generator_checkpoint {path} does not exist; see pretrained/README.md for where the EG3D weights come from"
             )
         state = read_generator_state(path)["state_dict"]
@@ -46,7 +50,7 @@ def frame_source(data_cfg: DictConfig, image_size: int, generate: bool = True) -
     root = Path(data_cfg.root)
     if not root.exists():
         if not (generate and data_cfg.get("generate")):
-            raise FileNotFoundError(f"dataset {root} does not exist (data={data_cfg.name}); see README.md for how to obtain or build it")
+            raise MissingInputError(f"dataset {root} does not exist (data={data_cfg.name}); see README.md for how to obtain or build it")
         spec = data_cfg.generate
         write_synthetic_dataset(root, spec.identities, spec.videos, spec.frames, data_cfg.resolution, spec.seed)
     return FrameSource(
@@ -55,9 +59,14 @@ def frame_source(data_cfg: DictConfig, image_size: int, generate: bool = True) -
 
 
 def train_from_config(cfg: DictConfig) -> Path:
-    """Run (or resume) the training that ``cfg`` describes; returns the last checkpoint."""
+    """Run (or resume) the training that ``cfg`` describes; returns the last checkpoint.
+
+    Settings and device are checked before anything is built or written."""
+    run, settings = run_settings(cfg), trainer_settings(cfg.trainer)
+    cuda = typed_settings(CudaSettings, cfg.cuda, "cuda")
+    check_positive("dataset_wait_seconds", cfg.dataset_wait_seconds)
     context: DistributedContext = init_distributed(cfg.device)
-    configure_cuda(CudaSettings(**cfg.cuda))
+    configure_cuda(cuda)
     try:
         animator = build_training_animator(cfg)
         loss = AnimationLoss.from_config(cfg.loss)
@@ -66,12 +75,7 @@ def train_from_config(cfg: DictConfig) -> Path:
             timedelta(seconds=cfg.dataset_wait_seconds),
         )
         dataset = TrainingPairs(source, "train", frames=2, repeat=cfg.data.repeat)
-        run = RunSettings(
-            run_dir=Path(cfg.run_dir), iterations=cfg.iterations, batch_size=cfg.batch_size, seed=cfg.seed,
-            checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints, log_every=cfg.log_every,
-            image_every=cfg.image_every, num_workers=cfg.num_workers, resume=cfg.resume,
-        )
         config = OmegaConf.to_container(cfg, resolve=True)
-        return train(animator, loss.to(context.device), dataset, trainer_settings(cfg.trainer), run, config, context)
+        return train(animator, loss.to(context.device), dataset, settings, run, config, context)
     finally:
         shutdown_distributed()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
+from otavatar.errors import InputError, check_integer
 from otavatar.inversion import correct_intrinsics
 from otavatar.models.animator import Animator
 from otavatar.training import checkpointing
@@ -32,8 +33,16 @@ class RunSettings:
     num_workers: int = 0
     resume: str | None = None
 
+    def __post_init__(self) -> None:
+        least = {"iterations": 0, "batch_size": 1, "checkpoint_every": 1, "keep_checkpoints": 0, "log_every": 1, "image_every": 0, "num_workers": 0}
+        for key, minimum in least.items():
+            check_integer(key, getattr(self, key), minimum)
 
-class ConfigMismatchError(ValueError):
+
+TRAINER_DEFAULTS = {f.name: f.default for f in fields(TrainerSettings) if f.default is not MISSING and not isinstance(f.default, tuple)}
+
+
+class ConfigMismatchError(InputError):
     """The checkpoint was trained with a different model or trainer configuration."""
 
 
@@ -46,23 +55,35 @@ def _all_rng_states(context: DistributedContext) -> list:
     return gathered
 
 
-def _resume(trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, Any], context: DistributedContext, monitor_message: Callable[[str], None]) -> int:
-    path = Path(run.resume) if run.resume else checkpointing.latest_checkpoint(run.run_dir)
-    if path is None:
-        return 0
-    # To the CPU: RNG states must stay CPU byte tensors (torch.set_rng_state refuses others), and
-    # load_state_dict moves weights and optimiser states to the networks' device.
-    state = checkpointing.load_checkpoint(path, map_location="cpu")
-    differences = checkpointing.config_differences(
-        {k: state["config"].get(k) for k in ("model", "trainer")}, {k: config.get(k) for k in ("model", "trainer")}
-    )
+def _resume(
+    trainer: DecouplingTrainer, run: RunSettings, config: Mapping[str, Any], context: DistributedContext, monitor_message: Callable[[str], None]
+) -> tuple[int, Path | None]:
+    """Load ``run.resume``, else the newest checkpoint of the run directory that loads; nothing is written here.
+    Returns the iteration reached and the checkpoint (None: a fresh start).
+
+    Checkpoints are read to the CPU (load_torch_file): RNG states must stay CPU byte tensors (torch.set_rng_state
+    refuses others), and load_state_dict moves weights and optimiser states to the networks' device."""
+    if run.resume:
+        path, state = Path(run.resume), checkpointing.load_checkpoint(Path(run.resume))
+    else:
+        found = checkpointing.newest_loadable_checkpoint(run.run_dir, monitor_message)
+        if found is None:
+            return 0, None
+        path, state = found
+    saved = {k: state["config"].get(k) for k in ("model", "trainer")}
+    current = {k: config.get(k) for k in ("model", "trainer")}
+    if isinstance(saved["trainer"], Mapping) and isinstance(current["trainer"], Mapping):
+        # Trainer settings added after the checkpoint was written count as their defaults, the behaviour it was trained with.
+        added = {k: TRAINER_DEFAULTS[k] for k in current["trainer"] if k in TRAINER_DEFAULTS and k not in saved["trainer"]}
+        saved["trainer"] = {**saved["trainer"], **added}
+    differences = checkpointing.config_differences(saved, current)
     if differences:
         raise ConfigMismatchError(f"checkpoint {path} does not match the configuration:\n  " + "\n  ".join(differences))
     trainer.load_state_dict(state)
     rng_states = state["rng"]
     checkpointing.restore_rng_state(rng_states[context.rank] if context.rank < len(rng_states) else rng_states[0])
     monitor_message(f"resumed from {path} at iteration {state['iteration']}")
-    return int(state["iteration"])
+    return int(state["iteration"]), path
 
 
 def _to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -96,13 +117,15 @@ def train(
     config: Mapping[str, Any],
     context: DistributedContext,
 ) -> Path:
-    """Train until ``run.iterations``, resuming from the run directory's latest checkpoint. Returns the last checkpoint."""
+    """Train until ``run.iterations``, resuming from ``run.resume`` or else the newest checkpoint of the run directory
+    that loads. The run directory is written to only once the resume is accepted. Returns the last checkpoint."""
     torch.manual_seed(run.seed + context.rank)
     animator.to(context.device)
     broadcast_parameters(animator)
     trainer = DecouplingTrainer(animator, frame_loss, trainer_settings, world_size=context.world_size)
-    start = _resume(trainer, run, config, context, print if context.is_main else (lambda _: None))
+    start, last = _resume(trainer, run, config, context, print if context.is_main else (lambda _: None))
     monitor = TrainingMonitor(run.run_dir, run.iterations, start, active=context.is_main)
+    monitor.record_config(config)
     batches = training_batches(
         dataset, run.batch_size, run.seed, start, run.iterations, context.rank, context.world_size, run.num_workers,
         pin_memory=context.device.type != "cpu",
@@ -132,7 +155,7 @@ def train(
             if context.is_main and run.image_every and iteration % run.image_every == 0:
                 monitor.log_images(iteration, _preview(trainer, batch))
             if iteration % run.checkpoint_every == 0 or iteration == run.iterations:
-                save(iteration)
+                last = save(iteration)
     finally:
         monitor.close()
-    return checkpointing.latest_checkpoint(run.run_dir) or save(start)
+    return last or save(start)

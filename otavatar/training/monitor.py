@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
+
+from otavatar.files import atomic_write, atomic_write_text
 
 
 class TrainingMonitor:
@@ -60,8 +63,13 @@ class TrainingMonitor:
         grid = make_grid(torch.cat(images).clamp(-1, 1), nrow=count, normalize=True, value_range=(-1, 1))
         self.writer.add_image("samples/" + "|".join(rows), grid, iteration)
         path = self.run_dir / "images" / f"iteration_{iteration:09d}.png"
-        save_image(grid, path)
+        atomic_write(path, lambda handle: save_image(grid, handle, format="png"))
         return path
+
+    def record_config(self, config: Mapping) -> None:
+        """The run's resolved config as ``config.yaml``, written once the run has been accepted (resume checked)."""
+        if self.active:
+            atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(dict(config))))
 
     def message(self, text: str) -> None:
         if self.active:

@@ -3,36 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from otavatar.config import build_generator
+from otavatar.config import build_generator, typed_settings
+from otavatar.errors import FileFormatError
+from otavatar.files import load_torch_file
 from otavatar.speed import CudaSettings, configure_cuda
-from otavatar.training.checkpointing import atomic_torch_save, latest_checkpoint, load_checkpoint, save_checkpoint
+from otavatar.training.checkpointing import atomic_torch_save, newest_loadable_checkpoint, save_checkpoint
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings, pretrain
 
 
 def load_pretrained_generator(path: Path) -> dict:
     """A file written by this recipe, on the CPU: ``G_ema`` (and, from newer runs, the parameter ``embedding``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"init_generator: {path} does not exist (a file written by scripts/pretrain_generator.py)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "G_ema" not in state:
-        raise KeyError(f"init_generator: {path} has no 'G_ema' (keys: {sorted(state)}); expected a file written by scripts/pretrain_generator.py")
+    state = load_torch_file(path, "a generator written by scripts/pretrain_generator.py")
+    if not isinstance(state, dict) or "G_ema" not in state:
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise FileFormatError(f"init_generator: {path} has no 'G_ema' (found {found}); expected a file written by scripts/pretrain_generator.py")
     return state
 
 
-def resume_pretraining(trainer: GeneratorPretrainer, run_dir: Path) -> Path | None:
-    """Continue ``trainer`` from the run directory's latest checkpoint, if any; returns its path.
+def resume_pretraining(trainer: GeneratorPretrainer, run_dir: Path, say: Callable[[str], None] = print) -> Path | None:
+    """Continue ``trainer`` from the run directory's newest checkpoint that loads, if any; returns its path.
+    Each newer checkpoint that does not load is named through ``say`` with the reason.
 
-    Read to the CPU: RNG states must stay CPU byte tensors, and ``load_state_dict`` moves weights and
-    optimiser states to the trainer's device.
+    Read to the CPU (:func:`otavatar.files.load_torch_file`): RNG states must stay CPU byte tensors, and
+    ``load_state_dict`` moves weights and optimiser states to the trainer's device.
     """
-    resume = latest_checkpoint(run_dir)
-    if resume is not None:
-        trainer.load_state_dict(load_checkpoint(resume, map_location="cpu")["pretrainer"])
-    return resume
+    found = newest_loadable_checkpoint(run_dir, say)
+    if found is None:
+        return None
+    path, state = found
+    trainer.load_state_dict(state["pretrainer"])
+    return path
 
 
 def _device(name: str) -> torch.device:
@@ -42,7 +47,7 @@ def _device(name: str) -> torch.device:
 
 
 def pretrain_from_config(cfg: DictConfig) -> Path:
-    """Train (resuming from the run directory's latest checkpoint) and write the generator to ``cfg.out``."""
+    """Train (resuming from the run directory's newest loadable checkpoint) and write the generator to ``cfg.out``."""
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
@@ -50,7 +55,7 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     # run 10-20× slower on x86 CPUs; flushing them to zero changes nothing that matters.
     torch.set_flush_denormal(True)
     device = _device(cfg.device)
-    configure_cuda(CudaSettings(**cfg.cuda))
+    configure_cuda(typed_settings(CudaSettings, cfg.cuda, "cuda"))
     generator = build_generator(cfg.model.generator).to(device).train()
     settings = PretrainSettings(
         iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from otavatar.errors import InputError
+
 SCHEDULES = ("successive", "alternating", "joint")
 
 
@@ -24,9 +26,9 @@ class SubStep:
 def inner_schedule(identity_steps: int, motion_steps: int, schedule: str, sr_steps: int) -> list[SubStep]:
     """The sub-steps of one batch; the last ``sr_steps`` also score the super-resolved image."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"trainer.schedule: expected one of {SCHEDULES}, found {schedule!r}")
+        raise InputError(f"trainer.schedule: expected one of {SCHEDULES}, found {schedule!r}")
     if identity_steps < 0 or motion_steps < 0 or identity_steps + motion_steps == 0:
-        raise ValueError(f"trainer: N_id={identity_steps}, N_mo={motion_steps}; expected non-negative and not both 0")
+        raise InputError(f"trainer: N_id={identity_steps}, N_mo={motion_steps}; expected non-negative and not both 0")
     total = identity_steps + motion_steps
     steps = []
     for index in range(total):

@@ -4,7 +4,8 @@ Per batch: a fresh identity code w_id (one per sample, from w_avg) is inverted w
 generator and the live controller — N_id sub-steps on w_id and the intrinsics correction with C
 frozen, then N_mo sub-steps on C with w_id frozen (super-resolved losses in the last ones) — then
 each frame refines C and G_eg once, and both EMAs are updated. Gradients of C and G are averaged
-over processes; identity codes stay local.
+over processes; identity codes stay local. As in the release, the density regularisers of the
+inversion sample the EMA generator's tri-planes through the live generator's decoder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from otavatar.errors import InputError
 from otavatar.inversion import correct_intrinsics, initial_identity_code
 from otavatar.models.animator import Animator
 from otavatar.training.distributed import average_gradients, sum_over_processes
@@ -29,6 +31,9 @@ FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 class NonFiniteLossError(RuntimeError):
     """A loss term or a gradient became NaN or infinite in some process; every process stops before
     the controller or the generator is updated with it."""
+
+
+CONTROLLER_OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
 
 @dataclass
@@ -44,16 +49,19 @@ class TrainerSettings:
     identity_grad_clip: float = 1.0
     camera_lr: float = 0.01
     optimize_camera: bool = True
+    controller_optimizer: str = "adamw"  # adamw (the release) | adam (the paper)
     controller_lr: float = 1e-3
     controller_betas: tuple[float, float] = (0.5, 0.999)
     controller_weight_decay: float = 1.0
     controller_grad_clip: float = 1.0
+    controller_l1: float = 0.0  # the paper's L1 regulariser on C's parameters: weight × Σ|θ_c| on every step of C
     finetune_generator: bool = True
     generator_lr: float = 1e-4
     generator_betas: tuple[float, float] = (0.9, 0.9999)
     generator_grad_clip: float = 1.0
     generator_trainable: str = "all"
     ema_decay: float = 0.95
+    generator_ema: bool = True  # the release averages G as well as C; False: the EMA copy of G is the live G
     clamp_ws: bool = True
     neural_rendering_resolution: int | None = None
     refine_super_resolve: bool = True
@@ -63,14 +71,16 @@ class TrainerSettings:
 
     def __post_init__(self) -> None:
         if self.identity_space not in ("w", "w_plus"):
-            raise ValueError(f"trainer.identity_space: expected 'w' or 'w_plus', found {self.identity_space!r}")
+            raise InputError(f"trainer.identity_space: expected 'w' or 'w_plus', found {self.identity_space!r}")
         if self.generator_trainable not in ("all", "superresolution", "decoder", "synthesis"):
-            raise ValueError(
+            raise InputError(
                 "trainer.generator_trainable: expected 'all', 'synthesis', 'decoder' or 'superresolution', "
                 f"found {self.generator_trainable!r}"
             )
+        if self.controller_optimizer not in CONTROLLER_OPTIMIZERS:
+            raise InputError(f"trainer.controller_optimizer: expected one of {sorted(CONTROLLER_OPTIMIZERS)}, found {self.controller_optimizer!r}")
         if self.amp not in ("none", "bf16"):
-            raise ValueError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
+            raise InputError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
         inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
 
 
@@ -99,7 +109,7 @@ class DecouplingTrainer:
         self.settings = settings
         self.world_size = world_size
         self.generator_parameters = trainable_generator_parameters(animator.generator, settings.generator_trainable)
-        self.controller_optimizer = torch.optim.AdamW(
+        self.controller_optimizer = CONTROLLER_OPTIMIZERS[settings.controller_optimizer](
             animator.controller.parameters(), lr=settings.controller_lr, betas=settings.controller_betas,
             weight_decay=settings.controller_weight_decay,
         )
@@ -121,7 +131,8 @@ class DecouplingTrainer:
             deterministic=self.settings.deterministic_rendering,
         )
 
-    def _frames_loss(self, animator: Animator, identity_code, correction, batch, super_resolve: bool, frames: Iterable[int]):
+    def _frames_loss(self, animator: Animator, identity_code, correction, batch, super_resolve: bool, frames: Iterable[int], density_generator=None):
+        """Summed loss of ``frames``; the density terms use ``density_generator``'s decoder (default: ``animator``'s)."""
         total = 0.0
         terms: dict[str, torch.Tensor] = {}
         device_type = batch["image"].device.type
@@ -131,11 +142,19 @@ class DecouplingTrainer:
             with autocast:
                 output = self._render_frame(animator, identity_code, correction, batch, frame, super_resolve)
                 target = {"image": batch["image"][:, frame], "keypoints": batch["keypoints"][:, frame]}
-                loss, frame_terms = self.frame_loss(output, target, super_resolve=super_resolve, generator=animator.generator)
+                loss, frame_terms = self.frame_loss(output, target, super_resolve=super_resolve, generator=animator.generator if density_generator is None else density_generator)
             total = total + loss.float()
             for name, value in frame_terms.items():
                 terms[name] = terms.get(name, 0.0) + value.detach()
         return total, terms
+
+    def _with_controller_l1(self, loss: torch.Tensor, terms: dict) -> torch.Tensor:
+        """``loss`` plus the paper's L1 on C's parameters (logged as ``controller_l1``) when its weight is set."""
+        if not self.settings.controller_l1:
+            return loss
+        penalty = self.settings.controller_l1 * sum(parameter.abs().sum() for parameter in self.animator.controller.parameters())
+        terms["controller_l1"] = penalty.detach()
+        return loss + penalty
 
     def _require_finite(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], grad_norms: Mapping[str, torch.Tensor]) -> None:
         """Raise :class:`NonFiniteLossError` in every process if the loss or a gradient norm is not
@@ -185,7 +204,9 @@ class DecouplingTrainer:
             identity_code.requires_grad_(step.update_identity)
             correction.requires_grad_(step.update_identity and settings.optimize_camera)
             self.animator.controller.requires_grad_(step.update_controller)
-            loss, terms = self._frames_loss(inverting, identity_code, correction, batch, step.super_resolve, range(num_frames))
+            loss, terms = self._frames_loss(inverting, identity_code, correction, batch, step.super_resolve, range(num_frames), self.animator.generator)
+            if step.update_controller:
+                loss = self._with_controller_l1(loss, terms)
             identity_optimizer.zero_grad(set_to_none=True)
             if camera_optimizer:
                 camera_optimizer.zero_grad(set_to_none=True)
@@ -215,6 +236,7 @@ class DecouplingTrainer:
         controller_parameters = list(self.animator.controller.parameters())
         for frame in range(batch["image"].shape[1]):
             loss, terms = self._frames_loss(self.animator, identity_code, correction, batch, settings.refine_super_resolve, [frame])
+            loss = self._with_controller_l1(loss, terms)
             self.controller_optimizer.zero_grad(set_to_none=True)
             self.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -240,7 +262,7 @@ class DecouplingTrainer:
         self.last_identity = (identity_code, correction)
         refine_terms = self.refine(batch, identity_code, correction)
         update_ema(self.ema.controller, self.animator.controller, self.settings.ema_decay)
-        update_ema(self.ema.generator, self.animator.generator, self.settings.ema_decay)
+        update_ema(self.ema.generator, self.animator.generator, self.settings.ema_decay if self.settings.generator_ema else 0.0)
         self.iteration += 1
         logs: dict[str, torch.Tensor | float] = {f"inversion/{k}": v for k, v in inversion_terms.items()}
         logs.update({f"refine/{k}": v for k, v in refine_terms.items()})
