@@ -7,6 +7,15 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The machine is shared: one intra-op thread is faster here than contending for two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def reference() -> dict:
     """Tensors produced by the public release with random weights (shared/fixtures, copied here)."""

@@ -32,13 +32,7 @@ CPU = torch.device("cpu")
 SKIMAGE_ESTIMATE = pytest.mark.filterwarnings("ignore:`estimate` is deprecated:FutureWarning")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread is faster here than contending for two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ from tests.helpers import micro_animator, micro_checkpoint, random_batch
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def portrait(seed: int = 0) -> dict:

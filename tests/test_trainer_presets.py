@@ -13,12 +13,7 @@ from tests.helpers import micro_animator, pixel_loss, random_batch
 from tests.test_training_loop import SINGLE, RandomPairs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**overrides) -> TrainerSettings:
