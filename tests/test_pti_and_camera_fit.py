@@ -59,16 +59,18 @@ def test_pivotal_tuning_stops_at_the_first_render_whose_lpips_reaches_the_thresh
     torch.manual_seed(3)
     raw = animator.render(identity, target["motion"], target["camera"], clamp=True, super_resolve=False)["image_raw"]
     torch.manual_seed(3)
-    full = pivotal_tuning(animator, identity, torch.zeros(1, 18), target, PivotalTuningSettings(steps=8, lr=3e-3, lpips_threshold=-1), lpips)
+    full = pivotal_tuning(animator, identity, torch.zeros(1, 18), target, PivotalTuningSettings(steps=8, lr=1e-3, lpips_threshold=-1), lpips)
     assert len(full.lpips_curve) == 8 and len(full.loss_curve) == 8 and not full.stopped_early
     # Scored as the release does: the raw image nearest-upsampled to the portrait's size.
     upsampled = F.interpolate(raw, size=target["image"].shape[-2:], mode="nearest")
     with torch.no_grad():
         assert full.lpips_curve[0] == pytest.approx(float(lpips(upsampled, target["image"])), rel=1e-5)
+    # lr 1e-3: on the micro model (white background) larger steps fit the pixels but not LPIPS, which
+    # then never reaches a new low.
     stop = next(i for i in range(1, 8) if full.lpips_curve[i] < min(full.lpips_curve[:i]))  # the first new low
     torch.manual_seed(3)
     early = pivotal_tuning(
-        animator, identity, torch.zeros(1, 18), target, PivotalTuningSettings(steps=8, lr=3e-3, lpips_threshold=full.lpips_curve[stop]), lpips
+        animator, identity, torch.zeros(1, 18), target, PivotalTuningSettings(steps=8, lr=1e-3, lpips_threshold=full.lpips_curve[stop]), lpips
     )
     assert early.stopped_early and len(early.loss_curve) == stop
     assert early.lpips_curve == pytest.approx(full.lpips_curve[: stop + 1], rel=1e-6)
