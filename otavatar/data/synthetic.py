@@ -230,6 +230,16 @@ class HeadModel:
         return points
 
 
+def _stacked(parts: list[Ellipsoid]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres and radii of the parts, ``(F, P, 3)`` each."""
+    return torch.stack([p.centre for p in parts], 1), torch.stack([p.radii for p in parts], 1)
+
+
+def _shading(normal: torch.Tensor) -> torch.Tensor:
+    """Lambertian shading ``(…)`` of unit normals ``(…, 3)`` under the light fixed to the head, with ambient."""
+    return 0.38 + 0.62 * (normal @ torch.nn.functional.normalize(torch.tensor(LIGHT), dim=0)).clamp(min=0)
+
+
 def _intersect(parts: list[Ellipsoid], origins: torch.Tensor, directions: torch.Tensor, hair_line: float, hair_back: float):
     """Nearest ray–ellipsoid hits. origins/directions ``(F, M, 3)`` → depth ``(F, M)``, part index ``(F, M)``.
 
@@ -237,8 +247,7 @@ def _intersect(parts: list[Ellipsoid], origins: torch.Tensor, directions: torch.
     quadratic's coefficients a = d'·d', b = o'·d', c = o'·o' − 1 are two matrix products and a
     per-(frame, part) constant.
     """
-    centres = torch.stack([p.centre for p in parts], 1)  # (F, P, 3)
-    radii = torch.stack([p.radii for p in parts], 1)
+    centres, radii = _stacked(parts)  # (F, P, 3)
     camera = origins[:, 0]  # (F, 3)
     offset = camera[:, None] - centres  # (F, P, 3)
     a = directions.square() @ (1 / radii.square()).transpose(1, 2)  # (F, M, P)
@@ -253,10 +262,6 @@ def _intersect(parts: list[Ellipsoid], origins: torch.Tensor, directions: torch.
             valid[..., index] &= (hit[..., 1] > hair_line) | (hit[..., 2] < hair_back)
     t = torch.where(valid, t, torch.full_like(t, float("inf")))
     return t.min(-1)
-
-
-def _stacked(parts: list[Ellipsoid]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([p.centre for p in parts], 1), torch.stack([p.radii for p in parts], 1)
 
 
 def head_fields(head: HeadModel, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,9 +284,8 @@ def head_fields(head: HeadModel, points: torch.Tensor) -> tuple[torch.Tensor, to
     distance = (1 - level) / gradient.norm(dim=-1).clamp_min(1e-9)
     owner = torch.where(inside, distance, torch.full_like(distance, float("inf"))).argmin(-1)
     normal = torch.nn.functional.normalize(gradient.gather(2, owner[..., None, None].expand(-1, -1, 1, 3))[:, :, 0], dim=-1)
-    light = torch.nn.functional.normalize(torch.tensor(LIGHT), dim=0)
     colours = torch.tensor([p.colour for p in head.parts])
-    colour = colours[owner] * (0.38 + 0.62 * (normal @ light).clamp(min=0))[..., None]
+    colour = colours[owner] * _shading(normal)[..., None]
     occupancy = inside.any(-1)
     return occupancy, torch.where(occupancy[..., None], colour, torch.tensor(BACKGROUND_COLOUR))
 
@@ -307,7 +311,6 @@ def render_heads(head: HeadModel, cameras: torch.Tensor, resolution: int, chunk:
     frames = cameras.shape[0]
     colours = torch.tensor([p.colour for p in head.parts])
     part_ids = torch.tensor([p.part for p in head.parts])
-    light = torch.nn.functional.normalize(torch.tensor(LIGHT), dim=0)
     images = torch.empty(frames, 3, resolution, resolution)
     labels = torch.empty(frames, resolution, resolution, dtype=torch.long)
     background = torch.tensor(BACKGROUND_COLOUR)
@@ -318,11 +321,12 @@ def render_heads(head: HeadModel, cameras: torch.Tensor, resolution: int, chunk:
         depth, index = _intersect(parts, origins, directions, head.hair_line, head.hair_back)
         hit = torch.isfinite(depth)
         point = origins + depth.clamp(max=10)[..., None] * directions
-        centre = torch.stack([p.centre for p in parts], 1).gather(1, index[..., None].expand(-1, -1, 3))
-        radius = torch.stack([p.radii for p in parts], 1).gather(1, index[..., None].expand(-1, -1, 3))
+        centres, radii = _stacked(parts)
+        centre = centres.gather(1, index[..., None].expand(-1, -1, 3))
+        radius = radii.gather(1, index[..., None].expand(-1, -1, 3))
         normal = (point - centre) / radius**2
         normal = normal * normal.square().sum(-1, keepdim=True).clamp_min(1e-12).rsqrt()
-        shading = 0.38 + 0.62 * (normal @ light).clamp(min=0)
+        shading = _shading(normal)
         colour = colours[index] * shading[..., None]
         colour = torch.where(hit[..., None], colour, background)
         label = torch.where(hit, part_ids[index], torch.zeros_like(index))

@@ -3,9 +3,9 @@
 Adversarial training does not converge in two CPU hours, so the generator is trained as a
 conditional auto-decoder. The synthetic head is analytic, so its occupancy and colour at any 3D point
 are known in closed form (:func:`otavatar.data.synthetic.head_fields`): the first ``field_iterations``
-supervise the tri-plane decoder directly at sampled points (near the visible surface, uniform in the
-box, and outside the box, where the zero features must give the background) — no ray marching, so
-sharp geometry in minutes. Then multi-view image reconstruction trains the neural renderer and
+supervise the tri-plane decoder directly at sampled points (near the visible surface, with its colour,
+and along the view rays, with the occupancy), without ray marching, at a tenth of an image iteration's
+cost. Then multi-view image reconstruction trains the neural renderer and
 super-resolution (the field term stays on with ``field_weight``): every sample is a freshly rendered
 synthetic head (random identity, expression and pose, :mod:`otavatar.data.synthetic`) seen from its
 camera and from two extra yaws. Its known parameters (10 identity + 6 expression) go through a
