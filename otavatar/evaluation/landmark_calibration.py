@@ -9,6 +9,9 @@ Two uses:
 - :func:`reader_errors`: the reader's mean absolute error per expression parameter and per angle
   (degrees) on talking sequences where, as the reader assumes of a person, the face rests most of
   the time (:func:`resting_talking_sequence`).
+
+On a real clip, :func:`mouth_opening` measures the inner-lip gap independently of the reader (dlib's 68
+points on every whole frame, no crop, no pose, no smoothing), to correlate the reader's jaw_open with.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import torch
 from PIL import Image
 
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, render_video, sample_identity, sample_talking_sequence
+from otavatar.preprocess.detection import FaceDetector
 from otavatar.preprocess.head_pose import RIGID_LANDMARKS
+from otavatar.preprocess.landmarks import LandmarkPredictor
 from otavatar.preprocess.landmark_motion import read_landmark_motion
 from otavatar.preprocess.pipeline import REFERENCE_SIZE, Extractors, PreprocessSettings, ProcessedVideo, process_media
 from otavatar.preprocess.reading import open_media
@@ -146,3 +151,20 @@ def reader_errors(rendered: list[RenderedLandmarks]) -> ReaderErrors:
         frames += len(sequence.expression)
         missed += motion.reused
     return ReaderErrors(np.concatenate(expression).mean(0), np.concatenate(angles).mean(0), frames, missed)
+
+
+def mouth_opening(path: str | Path, detector: FaceDetector | None = None, landmarks: LandmarkPredictor | None = None) -> np.ndarray:
+    """The inner-lip gap of the largest face of every frame ``(N,)``: landmarks 61–67, 62–66, 63–65 from dlib on the
+    whole frame, over the distance between the eyes' outer corners; NaN where no face is detected."""
+    detector = detector or FaceDetector()
+    landmarks = landmarks or LandmarkPredictor()
+    gaps = []
+    for frame in open_media(path).frames():
+        faces = detector.detect([frame])[0]
+        if not faces:
+            gaps.append(np.nan)
+            continue
+        points = landmarks.predict(frame, faces[0].box)
+        gap = np.mean([np.linalg.norm(points[b] - points[t]) for t, b in ((61, 67), (62, 66), (63, 65))])
+        gaps.append(gap / np.linalg.norm(points[45] - points[36]))
+    return np.array(gaps)

@@ -32,6 +32,7 @@ from otavatar.camera import FFHQ_FOCAL
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HEAD_SCALE
 from otavatar.motion import synthetic_motion
 from otavatar.preprocess.head_pose import FRONTAL_DISTANCE, HeadPose, head_pose, landmark_template
+from otavatar.preprocess.pipeline import repeat_last_detected
 
 # The head model's units per unit of each parameter (otavatar.data.synthetic, before HEAD_SCALE).
 _GAP_PER_JAW = 1.6 * 0.045
@@ -117,14 +118,6 @@ def expression_from_measures(measures: dict[str, np.ndarray], rest: dict[str, fl
     return np.stack([np.clip(values[name], *EXPRESSION_RANGES[name]) for name in EXPRESSION_PARAMETERS], axis=1)
 
 
-def _repeat_last_detected(values: np.ndarray, detected: np.ndarray) -> np.ndarray:
-    """Rows of undetected frames replaced by the last detected row (the first detected one before it)."""
-    index = np.where(detected, np.arange(len(detected)), -1)
-    index = np.maximum.accumulate(index)
-    index[index < 0] = int(np.argmax(detected))
-    return values[index]
-
-
 def smooth(values: np.ndarray, frames: int = SMOOTHING_FRAMES) -> np.ndarray:
     """Centred Savitzky–Golay smoothing (quadratic) along the first axis: no lag; sequences shorter than the window are kept."""
     if frames <= 1 or len(values) < frames:
@@ -139,7 +132,7 @@ def read_landmark_motion(keypoints: np.ndarray, detected: np.ndarray, crop_size:
     detected = np.asarray(detected, dtype=bool)
     if not detected.any():
         raise ValueError("landmark motion: no frame has a detected face")
-    keypoints = _repeat_last_detected(np.asarray(keypoints, dtype=np.float64), detected)
+    keypoints = repeat_last_detected(np.asarray(keypoints, dtype=np.float64), detected)
     pose = head_pose(keypoints, crop_size).at_distance(FRONTAL_DISTANCE)
     if len(keypoints) > 1:
         measures = landmark_measures(frontalise(keypoints, pose, crop_size))

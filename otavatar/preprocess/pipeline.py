@@ -96,6 +96,15 @@ class ProcessedVideo:
         return int((~self.detected).sum())
 
 
+def repeat_last_detected(values: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Per-frame ``values (N, …)`` with each frame whose face was not detected replaced by the last one that was
+    (frames before the first detection take the first)."""
+    detected = np.asarray(detected, dtype=bool)
+    index = np.maximum.accumulate(np.where(detected, np.arange(len(detected)), -1))
+    index[index < 0] = int(np.argmax(detected))
+    return values[index]
+
+
 def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
     batch = []
     for frame in frames:
