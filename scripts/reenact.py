@@ -85,15 +85,16 @@ def main(argv: list[str]) -> None:
     size = model_config["generator"]["img_resolution"]
     sample = functools.cache(lambda: sample_videos(size))  # rendered only when used
     avatar = load_avatar(args.avatar, sha256) if args.avatar else None
-    target = portrait_target(args.portrait, model_config, args.coeffs).target if args.portrait else None
 
     driving_images = driving_cameras = audio = first_frame = None  # first_frame: what --optimize-camera fits
     fps = 25.0
     if driving_is_video:
+        reading = time.perf_counter()
         driving = driving_video(args.driving, size, model_config, args.device)
         windows, driving_cameras, fps, audio = driving.windows, driving.cameras, driving.fps, args.driving
-        print(f"driving: {windows.shape[0]} frames, motion and cameras read by {driving.reader}; "
-              f"{driving.reused} without a detected face repeat the last reading that had one")
+        reading = time.perf_counter() - reading
+        print(f"driving: {windows.shape[0]} frames, motion and cameras read by {driving.reader} in {reading:.1f} s "
+              f"({windows.shape[0] / reading:.1f} FPS); {driving.reused} without a detected face repeat the last reading that had one")
         driving_images = driving.images if args.side_by_side else None
         first_frame = {"image": driving.images[:1], "keypoints": driving.keypoints[:1], "motion": windows[:1], "camera": driving_cameras[:1]}
     elif windows is None and args.dataset:
@@ -111,6 +112,7 @@ def main(argv: list[str]) -> None:
         driving_images = driver.images * 2 - 1 if args.side_by_side else None
         first_frame = frame_target(driver)
     fps = args.fps or fps
+    target = portrait_target(args.portrait, model_config, args.coeffs).target if args.portrait else None
     if avatar is None and target is None:
         print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
         target = frame_target(sample()[0])
