@@ -141,3 +141,23 @@ def test_real_clip_neutral_then_smiling(extractors, tmp_path):
     assert np.abs(np.degrees(motion.condition[:, :3])).max() < 10  # he faces the camera
     gap = mouth_opening(tmp_path, extractors[0].detector, extractors[0].landmarks)
     assert np.corrcoef(motion.expression[:, jaw], gap)[0, 1] > 0.9
+
+
+def test_a_real_dataset_drives_a_synthetic_model_through_its_landmarks(rendered, tmp_path):
+    """A dataset preprocessed offline (landmarks, no 3DMM coefficients or cameras) gives a synthetic-space model
+    the landmark reader's motion and PnP cameras; the stored coefficients are read as they are otherwise."""
+    from otavatar.camera import condition_to_camera
+    from otavatar.data.datasets import FrameSource
+    from otavatar.data.lmdb import VideoLmdb, VideoLmdbWriter, encode_image
+    from otavatar.motion import motion_windows
+
+    keypoints = rendered[2].processed.keypoints
+    writer = VideoLmdbWriter(tmp_path, 64)
+    writer.write_video("me#00", [encode_image(np.zeros((64, 64, 3), np.uint8))] * len(keypoints), {"keypoint": keypoints})
+    writer.finish([], ["me#00"])
+    data = FrameSource(VideoLmdb(tmp_path, 64), "condition", camera_smoothing="none", motion_space="synthetic").video("me#00")
+    expected = read_landmark_motion(keypoints, np.ones(len(keypoints), bool))
+    assert torch.equal(data["motion"], motion_windows(expected.motion()))
+    assert torch.allclose(data["camera"], condition_to_camera(torch.from_numpy(expected.condition), "none"))
+    with pytest.raises(Exception, match="coeff_3dmm"):
+        FrameSource(VideoLmdb(tmp_path, 64), "condition").video("me#00")
