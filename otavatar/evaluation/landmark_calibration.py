@@ -29,7 +29,7 @@ from otavatar.data.synthetic import EXPRESSION_PARAMETERS, render_video, sample_
 from otavatar.preprocess.detection import FaceDetector
 from otavatar.preprocess.head_pose import RIGID_LANDMARKS
 from otavatar.preprocess.landmarks import LandmarkPredictor
-from otavatar.preprocess.landmark_motion import read_landmark_motion
+from otavatar.preprocess.landmark_motion import REST_EXPRESSION, read_landmark_motion
 from otavatar.preprocess.pipeline import REFERENCE_SIZE, Extractors, PreprocessSettings, ProcessedVideo, process_media
 from otavatar.preprocess.reading import open_media
 
@@ -126,18 +126,25 @@ def rigid_points(rendered: list[RenderedLandmarks]) -> np.ndarray:
 @dataclass
 class ReaderErrors:
     """Mean absolute errors of the reader: per expression parameter ``(6,)`` and per angle ``(3,)`` in degrees
-    (pitch, yaw, roll), over ``frames`` frames of which ``missed`` had no detected face."""
+    (pitch, yaw, roll), over ``frames`` frames of which ``missed`` had no detected face; and, for scale, those
+    of always reading the rest face seen from the front (``rest_expression``, ``frontal_degrees``)."""
 
     expression: np.ndarray
     angles_degrees: np.ndarray
+    rest_expression: np.ndarray
+    frontal_degrees: np.ndarray
     frames: int
     missed: int
 
     def table(self) -> str:
-        """A markdown table of the errors."""
-        header = "| " + " | ".join(EXPRESSION_PARAMETERS) + " | pitch ° | yaw ° | roll ° |"
-        values = "| " + " | ".join(f"{v:.3f}" for v in self.expression) + " | " + " | ".join(f"{v:.2f}" for v in self.angles_degrees) + " |"
-        return "\n".join([header, "|" + "---|" * (len(EXPRESSION_PARAMETERS) + 3), values])
+        """A markdown table: the reader's errors, then the resting frontal face's."""
+        def row(name: str, expression: np.ndarray, angles: np.ndarray) -> str:
+            return f"| {name} | " + " | ".join(f"{v:.3f}" for v in expression) + " | " + " | ".join(f"{v:.2f}" for v in angles) + " |"
+
+        header = "| | " + " | ".join(EXPRESSION_PARAMETERS) + " | pitch ° | yaw ° | roll ° |"
+        return "\n".join([header, "|---|" + "---|" * (len(EXPRESSION_PARAMETERS) + 3),
+                          row("landmark reader", self.expression, self.angles_degrees),
+                          row("always the rest face, frontal", self.rest_expression, self.frontal_degrees)])
 
 
 def reader_errors(rendered: list[RenderedLandmarks]) -> ReaderErrors:
@@ -150,7 +157,10 @@ def reader_errors(rendered: list[RenderedLandmarks]) -> ReaderErrors:
         angles.append(np.degrees(np.abs(motion.condition[:, :3] - sequence.angles)))
         frames += len(sequence.expression)
         missed += motion.reused
-    return ReaderErrors(np.concatenate(expression).mean(0), np.concatenate(angles).mean(0), frames, missed)
+    truth = np.concatenate([sequence.expression for sequence in rendered])
+    rest = np.array([REST_EXPRESSION[name] for name in EXPRESSION_PARAMETERS])
+    frontal = np.degrees(np.abs(np.concatenate([sequence.angles for sequence in rendered]))).mean(0)
+    return ReaderErrors(np.concatenate(expression).mean(0), np.concatenate(angles).mean(0), np.abs(truth - rest).mean(0), frontal, frames, missed)
 
 
 def mouth_opening(path: str | Path, detector: FaceDetector | None = None, landmarks: LandmarkPredictor | None = None) -> np.ndarray:
