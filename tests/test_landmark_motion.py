@@ -10,7 +10,7 @@ from PIL import Image
 
 from otavatar.camera import TRACKER_FOCAL, head_pose_camera
 from otavatar.checkpoints import CheckpointError, checkpoint_motion_space, load_animator
-from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points, sample_talking_sequence
 from otavatar.evaluation.landmark_calibration import mouth_opening, reader_errors, sequences
 from otavatar.motion import synthetic_motion
 from otavatar.preprocess.head_pose import condition_from_pose, geometric_template, head_pose, solve_pnp

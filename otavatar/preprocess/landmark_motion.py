@@ -12,11 +12,11 @@ frame), so the measures below are in the synthetic head's units whatever the vie
 
 The gains are the head model's own (:class:`otavatar.data.synthetic.HeadModel`: a jaw_open of 1 opens
 the lips by 1.6 × 0.045 units, and so on). Each measure is read against the person's own rest, a
-percentile of the video (:data:`REST_PERCENTILES`: the mouth's most closed frames and a low
-percentile of its width, so a clip that smiles for most of its length still has
-its neutral mouth as rest; the median eye and brow), which is given the head model's rest values (:data:`REST_EXPRESSION`);
-a single photo has no such reference and reads the rest values. Readings are clamped to the ranges
-the synthetic talking sequences cover, then smoothed with a centred Savitzky–Golay filter (no lag).
+percentile of the video (:data:`REST_PERCENTILES`: the mouth's most closed frames; a low percentile of
+its width, so a clip that smiles for most of its length keeps its neutral mouth as rest; the median
+eye and brow), which is given the head model's rest values (:data:`REST_EXPRESSION`). A single photo
+has no such reference and reads the rest values. Readings are clamped to the ranges the synthetic
+talking sequences cover, then smoothed with a centred Savitzky–Golay filter (no lag).
 Frames without a detected face repeat the last frame that had one.
 """
 
