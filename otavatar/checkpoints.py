@@ -21,6 +21,7 @@ from otavatar.files import load_torch_bytes, load_torch_file
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
+from otavatar.motion import MOTION_SPACES
 
 UNUSED_GENERATOR_KEYS = ("dataset_label_std",)
 
@@ -290,13 +291,37 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Before exported models recorded their motion space, only the tiny preset was trained on the synthetic
+# heads (the embedded pretrained/otavatar_tiny.pt, experiment tiny_synthetic); every other preset on 3DMM data.
+_LEGACY_SYNTHETIC_PRESETS = ("tiny",)
+
+
+def checkpoint_motion_space(state: Mapping[str, Any], path: str | Path) -> str:
+    """What the controller of an otavatar checkpoint or exported model reads (:data:`otavatar.motion.MOTION_SPACES`).
+
+    Recorded as the exported model's ``motion_space`` or the training config's ``data.motion_space``; a training
+    config without it is read from its data's name; a file with neither, from its model preset's name.
+    """
+    config = state.get("config") or {}
+    data = config.get("data") or {}
+    recorded = state.get("motion_space", data.get("motion_space"))
+    if recorded is not None:
+        if recorded not in MOTION_SPACES:
+            raise CheckpointError(f"{path}: motion_space {recorded!r}; expected one of {MOTION_SPACES}")
+        return recorded
+    if "name" in data:
+        return "synthetic" if data["name"] == "synthetic" else "3dmm"
+    return "synthetic" if (config.get("model") or {}).get("name") in _LEGACY_SYNTHETIC_PRESETS else "3dmm"
+
+
 def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = None, use_ema: bool = True) -> tuple[Animator, dict]:
     """The animator of an otavatar training checkpoint or exported model (its recorded model config
     is used) or of the release's training checkpoint (architecture from ``model_preset``, default
     ``eg3d_ffhq512``).
 
     Returns:
-        the animator in eval mode and its model config (a plain dict).
+        the animator in eval mode and its model config (a plain dict) with ``motion_space``, what its
+        controller reads (:func:`checkpoint_motion_space`; the release's: ``3dmm``).
     """
     from omegaconf import OmegaConf
 
@@ -314,8 +339,8 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
         suffix = "_ema" if use_ema else ""
         load_strict(animator.generator, state["generator" + suffix], path, "generator" + suffix)
         load_strict(animator.controller, state["controller" + suffix], path, "controller" + suffix)
-        return animator.eval(), dict(model_config)
+        return animator.eval(), {**model_config, "motion_space": checkpoint_motion_space(state, path)}
     preset = model_preset if model_preset is not None else load_model_preset("eg3d_ffhq512")
     model_config = OmegaConf.to_container(preset, resolve=True) if not isinstance(preset, dict) else dict(preset)
     animator = _release_animator(state, path, model_config["generator"], model_config["controller"], use_ema)
-    return animator.eval(), model_config
+    return animator.eval(), {**model_config, "motion_space": "3dmm"}

@@ -4,6 +4,10 @@ Deep3DFaceRecon regresses 257 values per frame; the reference LMDB appends the 3
 (ratio s, t0, t1) for 260 columns. The controller reads the 70-value motion vector
 x = [expression (64), angles (3), translation (3)] over a 27-frame window centred on the
 target frame, with the sequence ends replicated.
+
+A model's motion space says what x holds: ``3dmm``, Deep3DFaceRecon's 64 expression coefficients
+(the paper's), or ``synthetic``, the synthetic heads' 6 expression parameters in the first expression
+columns and zeros in the rest (what the synthetic dataset writes); pose is in the same columns in both.
 """
 
 from __future__ import annotations
@@ -30,6 +34,16 @@ MOTION_DIM = 70
 WINDOW_RADIUS = 13
 WINDOW_LENGTH = 2 * WINDOW_RADIUS + 1
 COEFFICIENT_SUFFIXES = (".npy", ".txt", ".csv", ".mat")
+MOTION_SPACES = ("3dmm", "synthetic")
+
+
+def synthetic_motion(expression: torch.Tensor, angles: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """The synthetic heads' ``expression (N, E)``, ``angles (N, 3)`` and ``translation (N, 3)`` → motion x ``(N, 70)``."""
+    motion = torch.zeros(expression.shape[0], MOTION_DIM)
+    motion[:, : expression.shape[1]] = expression
+    motion[:, 64:67] = angles
+    motion[:, 67:70] = translation
+    return motion
 
 
 def motion_from_coeffs(coeffs: torch.Tensor) -> torch.Tensor:

@@ -110,7 +110,7 @@ def main(argv: list[str]) -> None:
     test_videos = database.splits["test"]
     exact = args.protocol == "multiview" and bool(test_videos) and database.has(test_videos[0], "camera")
     camera_source = args.camera_source or ("ground_truth" if synthetic or exact else "condition")
-    source = FrameSource(database, camera_source, image_size=size)
+    source = FrameSource(database, camera_source, image_size=size, motion_space=model_config["motion_space"] if model_config else None)
 
     motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
     paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)

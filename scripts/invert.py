@@ -51,7 +51,8 @@ def main(argv: list[str]) -> None:
         target = portrait.target
         print(f"portrait {args.portrait}: motion from {portrait.motion_source}, camera from {portrait.camera_source}")
     elif args.dataset:
-        source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), args.camera_source, image_size=size)
+        source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), args.camera_source, image_size=size,
+                             motion_space=model_config["motion_space"])
         target = {key: value[None] for key, value in source.frame(args.video, args.frame).items()}
     else:
         print("no --portrait or --dataset: inverting the embedded sample (a held-out synthetic head)")

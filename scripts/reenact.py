@@ -1,6 +1,7 @@
 """Reenactment: drive an avatar with a motion sequence from a camera path, write an mp4.
 
     python scripts/reenact.py --avatar avatar.pt --driving talking.mp4 --out out.mp4 --side-by-side
+    python scripts/reenact.py --avatar avatar.pt --driving talking.mp4 --save-motion motion.npy --out out.mp4
     python scripts/reenact.py --portrait photo.jpg --driving motion.npy --camera orbit --out out.mp4
     python scripts/reenact.py --avatar avatar.pt --dataset DIR --video 'synth0001#00' --out out.mp4 --depth
     python scripts/reenact.py --side-by-side      # the embedded model, its sample portrait and driver
@@ -13,6 +14,7 @@ import functools
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.utils import save_image
@@ -26,7 +28,7 @@ from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
 from otavatar.errors import InputError
 from otavatar.files import atomic_write, check_outputs
-from otavatar.motion import COEFFICIENT_SUFFIXES, motion_windows, read_coefficients
+from otavatar.motion import COEFFICIENT_SUFFIXES, WINDOW_RADIUS, motion_windows, read_coefficients
 from otavatar.one_shot import avatar_animator, portrait_target
 from otavatar.preprocess.reading import VIDEO_SUFFIXES
 from otavatar.reenactment import driving_video, reenact
@@ -47,6 +49,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=Path("reenactment.mp4"))
     parser.add_argument("--side-by-side", action="store_true", help="driving frames | result (video or dataset driving)")
     parser.add_argument("--frames-dir", type=Path, default=None, help="also write every frame as PNG")
+    parser.add_argument("--save-motion", type=Path, default=None,
+                        help="also write the motion x it drove with as .npy (N × 70, the coefficient-file layout, in the model's motion space)")
     parser.add_argument("--depth", action="store_true", help="also write the depth maps as <out>_depth.mp4")
     parser.add_argument("--w", choices=["w", "w_plus"], default="w_plus", help="which identity code of the avatar")
     parser.add_argument("--batch-size", type=at_least(1), default=8)
@@ -59,12 +63,15 @@ def main(argv: list[str]) -> None:
         parser.error("give one of --avatar FILE or --portrait PHOTO (neither: the embedded sample portrait)")
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME")
+    if args.save_motion and args.save_motion.suffix != ".npy":
+        parser.error(f"--save-motion {args.save_motion}: expected a .npy file")
     if args.optimize_camera and args.driving and args.driving.suffix.lower() not in VIDEO_SUFFIXES:
         parser.error("--optimize-camera fits the first driving frame: drive with a video, a dataset video or the embedded sample, not a coefficient file")
     depth_path = args.out.with_name(args.out.stem + "_depth.mp4") if args.depth else None
     inputs = {"--avatar": args.avatar, "--portrait": args.portrait, "--driving": args.driving, "--coeffs": args.coeffs,
               "--checkpoint": args.checkpoint, "--dataset": args.dataset}
-    check_outputs(inputs, files={"--out": args.out, "the depth video (from --out)": depth_path}, folders={"--frames-dir": args.frames_dir})
+    check_outputs(inputs, files={"--out": args.out, "the depth video (from --out)": depth_path, "--save-motion": args.save_motion},
+                  folders={"--frames-dir": args.frames_dir})
     driving_is_video = args.driving is not None and args.driving.suffix.lower() in VIDEO_SUFFIXES
     if args.driving and not driving_is_video and args.driving.suffix.lower() not in COEFFICIENT_SUFFIXES:
         raise InputError(
@@ -78,17 +85,21 @@ def main(argv: list[str]) -> None:
     size = model_config["generator"]["img_resolution"]
     sample = functools.cache(lambda: sample_videos(size))  # rendered only when used
     avatar = load_avatar(args.avatar, sha256) if args.avatar else None
-    target = portrait_target(args.portrait, model_config, args.coeffs).target if args.portrait else None
 
     driving_images = driving_cameras = audio = first_frame = None  # first_frame: what --optimize-camera fits
     fps = 25.0
     if driving_is_video:
+        reading = time.perf_counter()
         driving = driving_video(args.driving, size, model_config, args.device)
         windows, driving_cameras, fps, audio = driving.windows, driving.cameras, driving.fps, args.driving
+        reading = time.perf_counter() - reading
+        print(f"driving: {windows.shape[0]} frames, motion and cameras read by {driving.reader} in {reading:.1f} s "
+              f"({windows.shape[0] / reading:.1f} FPS); {driving.reused} without a detected face repeat the last reading that had one")
         driving_images = driving.images if args.side_by_side else None
         first_frame = {"image": driving.images[:1], "keypoints": driving.keypoints[:1], "motion": windows[:1], "camera": driving_cameras[:1]}
     elif windows is None and args.dataset:
-        source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size)
+        source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), "ground_truth", image_size=size,
+                             motion_space=model_config["motion_space"])
         data = source.video(args.video)
         windows, driving_cameras = data["motion"], data["camera"]
         if args.side_by_side:
@@ -101,11 +112,15 @@ def main(argv: list[str]) -> None:
         driving_images = driver.images * 2 - 1 if args.side_by_side else None
         first_frame = frame_target(driver)
     fps = args.fps or fps
+    target = portrait_target(args.portrait, model_config, args.coeffs).target if args.portrait else None
     if avatar is None and target is None:
         print("no --avatar or --portrait: inverting the embedded sample portrait (a held-out synthetic head)")
         target = frame_target(sample()[0])
     source_camera = avatar["camera"] if avatar is not None else target["camera"]
     cameras = camera_path(args.camera or ("driving" if driving_cameras is not None else "source"), windows.shape[0], driving_cameras, source_camera)
+    if args.save_motion:
+        atomic_write(args.save_motion, lambda handle: np.save(handle, windows[:, :, WINDOW_RADIUS].numpy()))
+        print(f"motion ({windows.shape[0]} × {windows.shape[1]}, {model_config['motion_space']} space) → {args.save_motion}")
 
     if avatar is None:
         with inference_speed(args, animator.generator, "inversion"):

@@ -46,15 +46,16 @@ def pixel_loss(output, target, super_resolve, generator):
     return sum(terms.values()), terms
 
 
-def micro_checkpoint(folder, iteration: int = 1):
-    """A training checkpoint of the micro model in otavatar's format; returns (path, trainer)."""
+def micro_checkpoint(folder, iteration: int = 1, motion_space: str = "3dmm"):
+    """A training checkpoint of the micro model in otavatar's format, whose controller reads ``motion_space``
+    (recorded as its training data's); returns (path, trainer)."""
     from omegaconf import OmegaConf
 
     from otavatar.training import checkpointing
     from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
 
     trainer = DecouplingTrainer(micro_animator(), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
-    state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(micro_config())}}
+    state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(micro_config()), "data": {"motion_space": motion_space}}}
     return checkpointing.save_checkpoint(state, folder, iteration, keep=1), trainer
 
 

@@ -50,8 +50,8 @@ def test_invert_a_photo_with_pivotal_tuning(setup):
     result = run("invert.py", "--checkpoint", checkpoint, "--portrait", photo, "--w-steps", 6, "--w-plus-steps", 3,
                  "--lr", 0.05, "--pti", "--pti-steps", 3, "--out", avatar)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "neutral expression and a frontal camera" in result.stderr  # no coefficients: warned, not silent
-    assert "motion from neutral default, camera from frontal default" in result.stdout
+    assert "neutral expression and the head pose fitted to its landmarks" in result.stderr  # no coefficients: warned, not silent
+    assert "motion from neutral default, camera from PnP head pose (landmarks)" in result.stdout
     content = torch.load(avatar, weights_only=True)
     assert content["source_image"].shape == (1, 3, 128, 128) and content["keypoints"].shape == (1, 68, 2)
     assert len(content["loss_curve"]) == 12 and content["generator"] is not None
@@ -90,7 +90,10 @@ def test_errors_say_what_to_do(setup, tmp_path):
     result = run("invert.py", "--checkpoint", checkpoint, "--portrait", grey)
     assert result.returncode != 0 and "grey.png: no face found" in result.stderr
     result = run("reenact.py", "--checkpoint", checkpoint, "--portrait", photo, "--w-steps", 1, "--w-plus-steps", 0, "--driving", driving)
-    assert result.returncode != 0 and "needs its 3DMM coefficients" in result.stderr and "deep3dfacerecon/epoch_20.pth" in result.stderr
+    # A 3DMM model without Deep3DFaceRecon's weights: one line naming the file and the alternatives, no traceback.
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "reads 3DMM coefficients" in result.stderr and "deep3dfacerecon/epoch_20.pth" in result.stderr
+    assert "--driving motion.npy" in result.stderr and "synthetic heads' parameters" in result.stderr
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 from otavatar.camera import condition_to_camera
 from otavatar.data.lmdb import VideoLmdb, person_id
 from otavatar.motion import EXPRESSION, motion_from_coeffs, motion_windows
+from otavatar.preprocess.landmark_motion import read_landmark_motion
 
 CAMERA_SOURCES = ("condition", "ground_truth")
 
@@ -28,28 +30,44 @@ class FrameSource:
             ``'ground_truth'`` reads the exact cameras that synthetic data stores.
         camera_smoothing: ``'release'``, ``'fixed'`` or ``'none'`` (see :func:`condition_to_camera`).
         image_size: frames are area-resized to this size (default: the LMDB's).
+        motion_space: the motion the model reads (:data:`otavatar.motion.MOTION_SPACES`); ``'synthetic'`` on a
+            dataset of real videos reads it from their stored landmarks (:mod:`otavatar.preprocess.landmark_motion`),
+            and their cameras too when the dataset has none. None: the stored coefficients as they are.
     """
 
-    def __init__(self, database: VideoLmdb, camera_source: str = "condition", camera_smoothing: str = "release", image_size: int | None = None) -> None:
+    def __init__(self, database: VideoLmdb, camera_source: str = "condition", camera_smoothing: str = "release", image_size: int | None = None,
+                 motion_space: str | None = None) -> None:
         if camera_source not in CAMERA_SOURCES:
             raise ValueError(f"camera_source: expected one of {CAMERA_SOURCES}, found {camera_source!r}")
         self.database = database
         self.camera_source = camera_source
         self.camera_smoothing = camera_smoothing
         self.image_size = image_size
+        self.motion_space = motion_space
         self._video_cache = lru_cache(maxsize=64)(self._load_video)
 
     def _load_video(self, video: str) -> dict[str, torch.Tensor]:
-        coeffs = torch.from_numpy(self.database.array(video, "coeff_3dmm"))
+        keypoints = self.database.array(video, "keypoint")
+        if self.motion_space == "synthetic" and not self.database.has(video, "expression_params"):
+            read = read_landmark_motion(keypoints, np.ones(len(keypoints), dtype=bool))
+            motion, expression_norm = read.motion(), torch.from_numpy(read.expression).abs().sum(1)
+            has_condition = self.database.has(video, "condition")
+            condition = torch.from_numpy(self.database.array(video, "condition") if has_condition else read.condition)
+        else:
+            coeffs = torch.from_numpy(self.database.array(video, "coeff_3dmm"))
+            motion, expression_norm = motion_from_coeffs(coeffs), coeffs[:, EXPRESSION].abs().sum(1)
+            condition = None
         if self.camera_source == "ground_truth":
             cameras = torch.from_numpy(self.database.array(video, "camera"))
         else:
-            cameras = condition_to_camera(torch.from_numpy(self.database.array(video, "condition")), self.camera_smoothing)
+            if condition is None:
+                condition = torch.from_numpy(self.database.array(video, "condition"))
+            cameras = condition_to_camera(condition, self.camera_smoothing)
         return {
-            "expression_norm": coeffs[:, EXPRESSION].abs().sum(1),
-            "motion": motion_windows(motion_from_coeffs(coeffs)),
+            "expression_norm": expression_norm,
+            "motion": motion_windows(motion),
             "camera": cameras,
-            "keypoint": torch.from_numpy(self.database.array(video, "keypoint")),
+            "keypoint": torch.from_numpy(keypoints),
         }
 
     def video(self, video: str) -> dict[str, torch.Tensor]:

@@ -58,14 +58,17 @@ class Extractors:
     """The detector, the landmark predictor and, when its weights are installed, the coefficient regressor.
 
     ``regressor`` is None when the Deep3DFaceRecon file is missing; ``missing`` then says which file and
-    where it comes from (the rest of the pipeline still runs).
+    where it comes from (the rest of the pipeline still runs). ``coefficients=False`` leaves it out
+    (landmarks are all a landmark motion reader needs).
     """
 
-    def __init__(self, settings: PreprocessSettings) -> None:
+    def __init__(self, settings: PreprocessSettings, coefficients: bool = True) -> None:
         self.detector = FaceDetector(settings.device)
         self.landmarks = LandmarkPredictor()
         self.regressor: CoefficientRegressor | None = None
         self.missing: str | None = None
+        if not coefficients:
+            return
         try:
             self.regressor = CoefficientRegressor(load_reconnet(settings.coefficient_weights), settings.device)
         except MissingAssetError as error:
@@ -75,7 +78,8 @@ class Extractors:
 @dataclass
 class ProcessedVideo:
     """One preprocessed video: encoded crops, ``keypoints (N, 68, 2)`` in 512-pixel coordinates,
-    ``coefficients (N, 260)`` and ``condition (N, 7)`` (None without the regressor's weights)."""
+    ``coefficients (N, 260)`` and ``condition (N, 7)`` (None without the regressor's weights), and
+    ``detected (N,)``: the frames whose face was detected (the others were cut at interpolated boxes)."""
 
     name: str
     images: list[bytes]
@@ -85,7 +89,20 @@ class ProcessedVideo:
     condition: np.ndarray | None
     fps: float
     box: np.ndarray
-    missing_faces: int
+    detected: np.ndarray
+
+    @property
+    def missing_faces(self) -> int:
+        return int((~self.detected).sum())
+
+
+def repeat_last_detected(values: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Per-frame ``values (N, …)`` with each frame whose face was not detected replaced by the last one that was
+    (frames before the first detection take the first)."""
+    detected = np.asarray(detected, dtype=bool)
+    index = np.maximum.accumulate(np.where(detected, np.arange(len(detected)), -1))
+    index[index < 0] = int(np.argmax(detected))
+    return values[index]
 
 
 def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -135,7 +152,7 @@ def process_media(
     )
     return ProcessedVideo(
         media.name, images, crops if keep_crops else None, np.concatenate(keypoints).astype(np.float32),
-        coefficients, condition, media.fps, box, track.missing,
+        coefficients, condition, media.fps, box, track.detected,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from otavatar.checkpoints import checkpoint_motion_space
 from otavatar.errors import FileFormatError
 from otavatar.files import atomic_write, load_torch_file
 
@@ -104,11 +105,12 @@ def newest_loadable_checkpoint(run_dir: Path, say: Callable[[str], None]) -> tup
 
 
 def export_model(checkpoint: Path, out: Path) -> Path:
-    """The EMA generator and controller of a training checkpoint with its model config, for inference
-    (a fraction of the checkpoint's size: no optimiser states, no live weights, no RNG)."""
+    """The EMA generator and controller of a training checkpoint with its model config and motion space, for
+    inference (a fraction of the checkpoint's size: no optimiser states, no live weights, no RNG)."""
     state = load_checkpoint(checkpoint)
     model = {
         "format": MODEL_FORMAT,
+        "motion_space": checkpoint_motion_space(state, checkpoint),
         "generator_ema": state["generator_ema"],
         "controller_ema": state["controller_ema"],
         "config": {"model": state["config"]["model"]},
