@@ -5,6 +5,7 @@ import copy
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ from otavatar.evaluation.disentanglement import (
     COLUMNS, cached_evaluation, disentanglement_table, seed_summary, variant_seeds, variant_training_config, verdict,
 )
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
+from otavatar.losses.animation import AnimationLoss
+from otavatar.training.from_config import trainer_settings
+from otavatar.training.trainer import DecouplingTrainer
+from tests.helpers import micro_animator, pixel_loss, random_batch
 
 REPO = Path(__file__).resolve().parent.parent
 MICRO = [
@@ -128,6 +133,44 @@ def test_a_bad_variant_override_is_refused_before_training():
     broken.variants.decoupling.overrides = ["trainer.finetune_generator=maybe"]
     with pytest.raises(InputError, match="trainer.finetune_generator"):
         variant_training_config(broken, "decoupling", 0, None, "cpu", "bench.yaml")
+
+
+def test_the_n_mo_ablation_keeps_n_id_plus_n_mo_and_its_labels_say_both():
+    decoupling = variant_config("decoupling").trainer
+    total = decoupling.identity_steps + decoupling.motion_steps
+    assert total == 30
+    steps = {}
+    for name in ("decoupling", "n_mo_1", "n_mo_5", "n_mo_10", "n_mo_20"):
+        trainer = variant_config(name).trainer
+        assert trainer.identity_steps + trainer.motion_steps == total and trainer.schedule == "successive", name
+        assert f"N_id {trainer.identity_steps} / N_mo {trainer.motion_steps}" in BENCHMARK.variants[name].label
+        steps[name] = trainer.motion_steps
+    assert steps == {"decoupling": 3, "n_mo_1": 1, "n_mo_5": 5, "n_mo_10": 10, "n_mo_20": 20}
+    assert variant_config("joint").trainer.schedule == "joint"
+
+
+def test_without_the_region_loss_training_has_no_region_term():
+    prediction, target = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 128, 128) * 2 - 1
+    keypoints = torch.rand(1, 68, 2) * 80 + 24
+    terms = {}
+    for name in ("decoupling", "no_region"):
+        cfg = variant_config(name)
+        terms[name] = AnimationLoss.from_config(cfg.loss).image_terms(prediction, target, keypoints, "raw")
+    assert variant_config("decoupling").loss.region > 0 and variant_config("no_region").loss.region == 0
+    assert terms["decoupling"]["region_raw"] > 0 and "region_raw" not in terms["no_region"]
+    assert set(terms["decoupling"]) - set(terms["no_region"]) == {"region_raw"}
+
+
+def test_without_finetuning_g_keeps_its_weights_through_an_iteration(one_thread):
+    changed = {}
+    for name in ("decoupling", "no_finetune"):
+        settings = trainer_settings(variant_config(name).trainer)
+        # The variant's settings on the micro model, with a short inner loop so the iteration is cheap.
+        trainer = DecouplingTrainer(micro_animator(), pixel_loss, replace(settings, identity_steps=2, motion_steps=1, sr_steps=1))
+        before = copy.deepcopy(trainer.animator.generator.state_dict())
+        trainer.train_step(random_batch(5, batch=1))
+        changed[name] = [key for key, value in trainer.animator.generator.state_dict().items() if not torch.equal(value, before[key])]
+    assert changed["decoupling"] and changed["no_finetune"] == []
 
 
 def results(psnr: float, region: float, aed: float) -> dict:
