@@ -132,3 +132,17 @@ def test_resuming_onto_an_accelerator_restores_rng_states_from_the_cpu(tmp_path)
     assert states and all(
         value.device.type == "meta" for state in states for name, value in state.items() if torch.is_tensor(value) and name != "step"
     )
+
+
+def test_the_seed_draws_the_initial_networks_whatever_the_process_did_before(one_thread):
+    from otavatar.config import compose_config
+    from otavatar.training.from_config import build_training_animator
+
+    def controller(seed: int) -> dict[str, torch.Tensor]:
+        torch.rand(7)  # other work in the same process (e.g. the previous benchmark variant) moves the global RNG
+        return {name: p.detach().clone() for name, p in build_training_animator(compose_config([f"seed={seed}"])).controller.named_parameters()}
+
+    first, again, other = controller(0), controller(0), controller(1)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    weights = [name for name in first if name.endswith("weight")]  # the biases start at zero whatever the seed
+    assert len(weights) == 7 and not any(torch.equal(first[name], other[name]) for name in weights)

@@ -6,6 +6,7 @@ from dataclasses import fields, replace
 from datetime import timedelta
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from otavatar.checkpoints import load_strict, read_generator_state, UNUSED_GENERATOR_KEYS
@@ -32,7 +33,10 @@ def run_settings(cfg: DictConfig) -> RunSettings:
 
 
 def build_training_animator(cfg: DictConfig) -> Animator:
-    """The model preset, with the generator initialised from ``generator_checkpoint`` when given."""
+    """The model preset, with the generator initialised from ``generator_checkpoint`` when given; the
+    random weights (C, and G without a checkpoint) are drawn from ``seed``, so runs that differ only in
+    ``seed`` start from different networks and a run's start does not depend on what its process did before."""
+    torch.manual_seed(cfg.seed)
     animator = build_animator(cfg.model)
     if cfg.generator_checkpoint:
         path = Path(cfg.generator_checkpoint)
