@@ -233,9 +233,36 @@ def generator_from_state(content: Mapping[str, Any], source: str | Path, generat
         if content["neural_rendering_resolution"]:
             kwargs["neural_rendering_resolution"] = content["neural_rendering_resolution"]
     generator = TriPlaneGenerator(**kwargs)
-    state_dict = {k: v for k, v in content["state_dict"].items() if k not in UNUSED_GENERATOR_KEYS}
-    load_strict(generator, state_dict, source, "generator")
+    load_generator_weights(generator, content, source, kwargs if generator_kwargs is not None else None)
     return generator
+
+
+def load_generator_weights(generator: TriPlaneGenerator, content: Mapping[str, Any], source: str | Path,
+                           asked_kwargs: Mapping[str, Any] | None = None) -> None:
+    """Load :func:`read_generator_state`'s ``content`` into ``generator`` strictly. When the file records an
+    architecture that differs from ``asked_kwargs`` (the model preset's) and the weights do not fit, the
+    error names the differing options instead of listing tensors."""
+    state_dict = {k: v for k, v in content["state_dict"].items() if k not in UNUSED_GENERATOR_KEYS}
+    recorded = content["init_kwargs"]
+    if asked_kwargs is not None and recorded is not None and state_dict_mismatches(generator, state_dict):
+        differences = architecture_differences(recorded, asked_kwargs)
+        raise CheckpointError(
+            f"{source}: trained with another generator architecture than the model preset asks for ({'; '.join(differences)}), "
+            "so its weights do not fit; retrain it for this preset (scripts/pretrain_generator.py, pretrained/README.md) "
+            "or use the preset it was trained with"
+        )
+    load_strict(generator, state_dict, source, "generator")
+
+
+def architecture_differences(recorded: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
+    """``key: recorded → asked`` for every generator option (``rendering_kwargs`` entries included) that differs."""
+    def flat(options: Mapping[str, Any]) -> dict[str, Any]:
+        rendering = options.get("rendering_kwargs") or {}
+        return {**{k: v for k, v in options.items() if k != "rendering_kwargs"}, **{f"rendering_kwargs.{k}": v for k, v in rendering.items()}}
+
+    before, after = flat(recorded), flat(asked)
+    return [f"{key}: {before.get(key, 'unset')} → {after.get(key, 'unset')}" for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)]
 
 
 # -- OTAvatar's released training checkpoint ---------------------------------------------------

@@ -6,10 +6,13 @@ import pickle
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from otavatar.checkpoints import CheckpointError, load_generator, load_release_animator, read_eg3d_pickle
 from otavatar.config import load_model_preset
+from otavatar.models.eg3d import TriPlaneGenerator
 from tests.eg3d_pickle import eg3d_pickle_bytes
+from tests.helpers import micro_config
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +128,20 @@ def test_a_file_that_is_not_a_release_checkpoint_is_refused(tmp_path, reference)
     torch.save({"net_G": {}}, path)
     with pytest.raises(CheckpointError, match=r"other.pt: not an OTAvatar training checkpoint; missing keys \['net_Warp'"):
         load_release_animator(path, reference["generator_kwargs"], {})
+
+
+def test_a_generator_trained_for_another_preset_names_the_differing_options(tmp_path):
+    """A pretrained file that records its architecture says which preset options differ, in one line."""
+    trained_with = OmegaConf.to_container(micro_config().generator, resolve=True)
+    generator = TriPlaneGenerator(**trained_with)
+    path = tmp_path / "older.pt"
+    torch.save({"G_ema": generator.state_dict(), "model": {"generator": trained_with}}, path)
+    asked = {**trained_with, "plane_resolution": 2 * trained_with["plane_resolution"]}
+    with pytest.raises(CheckpointError) as error:
+        load_generator(path, asked)
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"plane_resolution: {trained_with['plane_resolution']} → {asked['plane_resolution']}" in message
+    assert "neural_rendering_resolution" not in message
+    assert "scripts/pretrain_generator.py" in message
+    assert isinstance(load_generator(path, trained_with), TriPlaneGenerator)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from otavatar.checkpoints import load_strict, read_generator_state, UNUSED_GENERATOR_KEYS
+from otavatar.checkpoints import load_generator_weights, read_generator_state
 from otavatar.config import build_animator, typed_settings
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
@@ -44,8 +44,7 @@ def build_training_animator(cfg: DictConfig) -> Animator:
             raise MissingInputError(
                 f"generator_checkpoint {path} does not exist; see pretrained/README.md for where the EG3D weights come from"
             )
-        state = read_generator_state(path)["state_dict"]
-        load_strict(animator.generator, {k: v for k, v in state.items() if k not in UNUSED_GENERATOR_KEYS}, path, "generator")
+        load_generator_weights(animator.generator, read_generator_state(path), path, OmegaConf.to_container(cfg.model.generator, resolve=True))
     return animator
 
 
