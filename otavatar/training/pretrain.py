@@ -64,7 +64,6 @@ class PretrainSettings:
     field_iterations: int = 0  # the first iterations train on closed-form fields only (no rendering)
     field_weight: float = 0.0  # the field term's weight in the image iterations
     field_points: int = 8192  # points per head: half near the surface, half along view rays
-    field_colour_weight: float = 1.0  # the colour L1's weight beside the occupancy term
     image_batch_size: int | None = None  # heads per image iteration (None: batch_size); rendering costs more per head
 
 
@@ -175,12 +174,10 @@ def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, r
     return loss, terms
 
 
-def field_loss(generator: TriPlaneGenerator, planes: torch.Tensor, batch: dict[str, torch.Tensor],
-               colour_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def field_loss(generator: TriPlaneGenerator, planes: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of the decoder's opacity against the closed-form occupancy (over ``OCCUPIED_DEPTH`` where
-    occupied, ``EMPTY_DEPTH`` where empty), plus (``colour_weight``) L1 of its colour where the colour is
-    known (``field_samples``), at points ``(B, N, 3)``. With equal weights the occupancy term's larger
-    gradients set the shared backbone's Adam steps and the colour hardly improves."""
+    occupied, ``EMPTY_DEPTH`` where empty), plus L1 of its colour where the colour is known
+    (``field_samples``), at points ``(B, N, 3)``."""
     out = generator.sample_points(planes, batch["points"])
     sigma = F.softplus(out["sigma"][..., 0] - 1)
     occupied = batch["occupancy"]
@@ -189,7 +186,7 @@ def field_loss(generator: TriPlaneGenerator, planes: torch.Tensor, batch: dict[s
     occupied_loss = -torch.log((-torch.expm1(-sigma * OCCUPIED_DEPTH)).clamp_min(1e-6))
     occupancy = torch.where(occupied, occupied_loss, empty_loss).mean()
     colour = (out["rgb"][..., :3] - batch["colour"]).abs()[batch["colour_mask"]].mean()
-    return occupancy + colour_weight * colour, {"field_occupancy": occupancy.item(), "field_colour": colour.item()}
+    return occupancy + colour, {"field_occupancy": occupancy.item(), "field_colour": colour.item()}
 
 
 @torch.no_grad()
@@ -235,7 +232,7 @@ class GeneratorPretrainer:
             region_weight = settings.region_weight if self.iteration >= settings.region_start else 0.0
             loss, terms = reconstruction_loss(output, batch["images"], settings.raw_weight, batch["keypoints"], region_weight)
         if field_weight:
-            fields, field_terms = field_loss(self.generator, planes, batch, settings.field_colour_weight)
+            fields, field_terms = field_loss(self.generator, planes, batch)
             loss, terms = loss + field_weight * fields, {**terms, **field_terms}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
