@@ -29,12 +29,11 @@ from otavatar.preprocess.reading import open_media
 
 @dataclass
 class DrivingVideo:
-    """A driving video after preprocessing: motion x ``(N, 70)`` (in the model's motion space) and its windows
-    ``(N, 70, 27)``, cameras p ``(N, 25)``, its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size,
-    its frame rate, ``keypoints`` ``(N, 68, 2)`` in pixels of the crops, ``reused``: how many frames had no
-    detected face and repeat the last reading that had one, and ``reader``: what read the motion and cameras."""
+    """A driving video after preprocessing: motion windows x ``(N, 70, 27)`` (in the model's motion space),
+    cameras p ``(N, 25)``, its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, its frame rate,
+    ``keypoints`` ``(N, 68, 2)`` in pixels of the crops, ``reused``: how many frames had no detected face
+    and repeat the last reading that had one, and ``reader``: what read the motion and cameras."""
 
-    motion: torch.Tensor
     windows: torch.Tensor
     cameras: torch.Tensor
     images: torch.Tensor
@@ -78,7 +77,7 @@ def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], 
         condition = condition_from_coefficients(coefficients, settings.size, smoothing_radius=settings.camera_smoothing)
         motion, smoothing, reader = motion_from_coeffs(torch.from_numpy(coefficients)), "fixed", DEEP3D_READER
     cameras = condition_to_camera(torch.from_numpy(condition), smoothing if len(video.images) > 1 else "none")
-    return DrivingVideo(motion, motion_windows(motion), cameras, images, video.fps, keypoints, video.missing_faces, reader)
+    return DrivingVideo(motion_windows(motion), cameras, images, video.fps, keypoints, video.missing_faces, reader)
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from otavatar.data.synthetic import EXPRESSION_PARAMETERS, render_video, sample_
 from otavatar.preprocess.detection import FaceDetector
 from otavatar.preprocess.head_pose import RIGID_LANDMARKS
 from otavatar.preprocess.landmarks import LandmarkPredictor
-from otavatar.preprocess.landmark_motion import REST_EXPRESSION, read_landmark_motion
+from otavatar.preprocess.landmark_motion import INNER_LIP_PAIRS, REST_EXPRESSION, read_landmark_motion
 from otavatar.preprocess.pipeline import REFERENCE_SIZE, Extractors, PreprocessSettings, ProcessedVideo, process_media
 from otavatar.preprocess.reading import open_media
 
@@ -175,6 +175,6 @@ def mouth_opening(path: str | Path, detector: FaceDetector | None = None, landma
             gaps.append(np.nan)
             continue
         points = landmarks.predict(frame, faces[0].box)
-        gap = np.mean([np.linalg.norm(points[b] - points[t]) for t, b in ((61, 67), (62, 66), (63, 65))])
+        gap = np.mean([np.linalg.norm(points[b] - points[t]) for t, b in INNER_LIP_PAIRS])
         gaps.append(gap / np.linalg.norm(points[45] - points[36]))
     return np.array(gaps)

@@ -47,6 +47,7 @@ EXPRESSION_RANGES = {"jaw_open": (0.0, 1.0), "smile": (-0.8, 1.0), "right_eyelid
 """What :func:`otavatar.data.synthetic.sample_talking_sequence` draws: the controller has seen nothing else."""
 REST_PERCENTILES = {"gap": 5, "width": 10, "right_lid": 50, "left_lid": 50, "brow": 50}
 SMOOTHING_FRAMES = 5  # Savitzky–Golay window (quadratic); 1 turns smoothing off
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper and lower inner-lip landmarks facing each other
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _pair_height(points: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.n
 def landmark_measures(points: np.ndarray) -> dict[str, np.ndarray]:
     """Frontalised landmarks ``(N, 68, 2)`` → the measures ``(N,)`` each parameter is read from (world units)."""
     return {
-        "gap": _pair_height(points, ((61, 67), (62, 66), (63, 65))),
+        "gap": _pair_height(points, INNER_LIP_PAIRS),
         "width": points[:, 54, 0] - points[:, 48, 0],
         "right_lid": _pair_height(points, ((37, 41), (38, 40))),
         "left_lid": _pair_height(points, ((43, 47), (44, 46))),
