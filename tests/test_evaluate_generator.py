@@ -14,7 +14,7 @@ from PIL import Image
 
 from otavatar.config import build_generator
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS
-from otavatar.evaluation.generator_quality import evaluate_generator, held_out_heads, pick_frames
+from otavatar.evaluation.generator_quality import closed_form_settings, evaluate_generator, held_out_heads, pick_frames
 from otavatar.training.pretrain import ParameterEmbedding
 from tests.helpers import micro_config
 
@@ -76,3 +76,21 @@ def test_evaluation_of_built_modules_is_deterministic_on_held_out_heads(pretrain
     assert head.expression[frames[1], jaw] == head.expression[1:, jaw].max()
     eyelids = head.expression[:, [EXPRESSION_PARAMETERS.index("right_eyelid"), EXPRESSION_PARAMETERS.index("left_eyelid")]].mean(1)
     assert eyelids[frames[2]] == eyelids[[f for f in range(len(eyelids)) if f not in frames[:2]]].max() and eyelids[frames[2]] > 0.8
+
+
+def test_closed_form_fields_through_the_renderer_give_its_ceiling(tmp_path):
+    # The heads' exact fields through the tiny renderer: far above a random generator, and finer rays
+    # score higher (measured on 8 heads: 23.3 dB at 64² rays, 30.1 dB at 128²).
+    coarse = evaluate_generator(None, None, heads=1, closed_form=closed_form_settings("tiny"))
+    assert coarse.renders.shape == coarse.truth.shape == (1, 12, 3, 128, 128)
+    assert 21 < coarse.psnr < 26 and coarse.region_psnr > 17
+    fine = evaluate_generator(None, None, heads=1, closed_form=closed_form_settings("tiny", rays=128, samples=(16, 16)))
+    assert fine.psnr > coarse.psnr + 2  # 26.2 against 23.4 dB with 16 + 16 samples
+    out = tmp_path / "ceiling.json"
+    result = run("--closed-form", "--heads", 1, "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["checkpoint"] is None and abs(report["psnr"] - coarse.psnr) < 1e-6
+    assert "closed-form fields through tiny's renderer (64² rays, 24 + 24 samples)" in result.stdout
+    missing = run("--closed-form", "--model", "nothing", "--json", tmp_path / "no.json")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "--model nothing: no preset" in missing.stderr

@@ -33,6 +33,8 @@ PART_NAMES = ("background", "skin", "hair", "eye_white", "iris", "mouth", "lips"
 BACKGROUND_COLOUR = (1.0, 1.0, 1.0)
 LIGHT = (0.35, 0.45, 0.82)
 HEAD_SCALE = 0.86
+# Which face of a part a ray meets: its ellipsoid, or one of the hair cap's two flat cuts.
+SHELL, HAIR_LINE_FACE, HAIR_BACK_FACE = range(3)
 
 
 def _lerp(a, b, t):
@@ -241,11 +243,15 @@ def _shading(normal: torch.Tensor) -> torch.Tensor:
 
 
 def _intersect(parts: list[Ellipsoid], origins: torch.Tensor, directions: torch.Tensor, hair_line: float, hair_back: float):
-    """Nearest ray–ellipsoid hits. origins/directions ``(F, M, 3)`` → depth ``(F, M)``, part index ``(F, M)``.
+    """Nearest ray–solid hits. origins/directions ``(F, M, 3)`` → depth ``(F, M)``, part index ``(F, M)`` and
+    the face that was hit ``(F, M)``: ``SHELL`` (the ellipsoid) or a flat face of the hair cap (``HAIR_LINE_FACE``,
+    ``HAIR_BACK_FACE``).
 
     All rays of a frame start at the camera centre, so with o' = (o − c)/r and d' = d/r the
     quadratic's coefficients a = d'·d', b = o'·d', c = o'·o' − 1 are two matrix products and a
-    per-(frame, part) constant.
+    per-(frame, part) constant. The hair cap is a solid, the ellipsoid where y > hair_line or
+    z < hair_back: a ray entering the ellipsoid in the cut-away part enters the cap where it crosses
+    one of those planes, so every view sees the same solid (a volume renderer can only show solids).
     """
     centres, radii = _stacked(parts)  # (F, P, 3)
     camera = origins[:, 0]  # (F, 3)
@@ -254,23 +260,49 @@ def _intersect(parts: list[Ellipsoid], origins: torch.Tensor, directions: torch.
     b = directions @ (offset / radii.square()).transpose(1, 2)
     c = (offset.square() / radii.square()).sum(-1)[:, None, :] - 1
     disc = b * b - a * c
-    t = (-b - disc.clamp(min=0).sqrt()) / a
+    root = disc.clamp(min=0).sqrt()
+    t = (-b - root) / a
     valid = (disc > 0) & (t > 0)
+    face = torch.full_like(t, SHELL, dtype=torch.long)
     for index, part in enumerate(parts):
         if part.hair_clip:
-            hit = camera[:, None] + t[..., index, None] * directions
-            valid[..., index] &= (hit[..., 1] > hair_line) | (hit[..., 2] < hair_back)
+            t_in, t_out = t[..., index], (-b[..., index] + root[..., index]) / a[..., index]
+            dy, dz = directions[..., 1], directions[..., 2]
+            y0, z0 = camera[:, None, 1], camera[:, None, 2]
+            # Where the ray, heading up or back, crosses into the kept half-spaces.
+            t_line = torch.where(dy > 0, (hair_line - y0) / dy, torch.full_like(dy, float("inf")))
+            t_back = torch.where(dz < 0, (hair_back - z0) / dz, torch.full_like(dz, float("inf")))
+            kept_at_entry = (y0 + t_in * dy > hair_line) | (z0 + t_in * dz < hair_back)
+            t_line = torch.where((t_line > t_in) & (t_line < t_out), t_line, torch.full_like(t_line, float("inf")))
+            t_back = torch.where((t_back > t_in) & (t_back < t_out), t_back, torch.full_like(t_back, float("inf")))
+            t_plane = torch.minimum(t_line, t_back)
+            t[..., index] = torch.where(kept_at_entry, t_in, t_plane)
+            face[..., index] = torch.where(kept_at_entry, SHELL, torch.where(t_line <= t_back, HAIR_LINE_FACE, HAIR_BACK_FACE))
+            valid[..., index] &= kept_at_entry | torch.isfinite(t_plane)
     t = torch.where(valid, t, torch.full_like(t, float("inf")))
-    return t.min(-1)
+    depth, index = t.min(-1)
+    return depth, index, face.gather(-1, index[..., None])[..., 0]
 
 
-def head_fields(head: HeadModel, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _face_normals(face: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """The outward normals ``(…, 3)`` of the hair cap's flat faces where ``face`` ``(…)`` names one, else ``normal``."""
+    normal = torch.where((face == HAIR_LINE_FACE)[..., None], torch.tensor([0.0, -1.0, 0.0]), normal)
+    return torch.where((face == HAIR_BACK_FACE)[..., None], torch.tensor([0.0, 0.0, 1.0]), normal)
+
+
+def head_fields(head: HeadModel, points: torch.Tensor, colour_outside: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The head's occupancy and colour in closed form at world points ``(F, M, 3)`` (frame f of the head).
 
     Returns:
-        occupancy ``(F, M)`` (bool) and colour ``(F, M, 3)`` in [0, 1]: the shaded colour of the part
-        whose surface is nearest among those containing the point (what a ray entering there sees;
-        shading is fixed to the head, so colour does not depend on the view), background elsewhere.
+        occupancy ``(F, M)`` (bool) and colour ``(F, M, 3)`` in [0, 1], background where empty (with
+        ``colour_outside``, the colour of the nearest part's surface: a volume renderer averages
+        neighbouring samples, so the samples in front of a surface must carry its colour too).
+        Inside several parts the one listed last owns the point: features are listed after what
+        they sit on and are visible where they stick out of it (an iris stands 2 thousandths in
+        front of its eyeball), so a point a volume renderer samples behind the visible surface
+        carries the colour that surface shows. It is shaded with the owner's normal at the point
+        (the ellipsoid's, or the hair cap's flat cut's where that is nearer); shading is fixed to
+        the head, so colour does not depend on the view.
     """
     centres, radii = _stacked(head.parts)  # (F, P, 3)
     relative = (points[:, :, None] - centres[:, None]) / radii[:, None]  # (F, M, P, 3)
@@ -278,15 +310,25 @@ def head_fields(head: HeadModel, points: torch.Tensor) -> tuple[torch.Tensor, to
     gradient = 2 * relative / radii[:, None]
     inside = level < 1
     clip = torch.tensor([p.hair_clip for p in head.parts])
-    outside_clip = (points[..., 1] > head.hair_line) | (points[..., 2] < head.hair_back)  # (F, M)
-    inside &= ~clip | outside_clip[..., None]
-    # First-order distance to each surface; the nearest containing surface owns the point.
-    distance = (1 - level) / gradient.norm(dim=-1).clamp_min(1e-9)
-    owner = torch.where(inside, distance, torch.full_like(distance, float("inf"))).argmin(-1)
+    above_line, behind_back = points[..., 1] - head.hair_line, head.hair_back - points[..., 2]  # (F, M)
+    kept = ~clip | ((above_line > 0) | (behind_back > 0))[..., None]
+    inside &= kept
+    occupancy = inside.any(-1)
+    owner = (inside * torch.arange(1, len(head.parts) + 1)).argmax(-1)
+    if colour_outside:
+        outside_distance = torch.where(kept, (level - 1).abs() / gradient.norm(dim=-1).clamp_min(1e-9), torch.inf)
+        owner = torch.where(occupancy, owner, outside_distance.argmin(-1))
     normal = torch.nn.functional.normalize(gradient.gather(2, owner[..., None, None].expand(-1, -1, 1, 3))[:, :, 0], dim=-1)
+    # In the cap, the nearer of the shell and the one cut the point is kept by.
+    shell_distance = ((1 - level) / gradient.norm(dim=-1).clamp_min(1e-9)).gather(2, owner[..., None])[..., 0]
+    cut = torch.where(above_line > 0, torch.where(behind_back > 0, SHELL, HAIR_LINE_FACE), HAIR_BACK_FACE)
+    cut_distance = torch.where(cut == HAIR_LINE_FACE, above_line, behind_back)
+    in_cap = clip[owner] & (cut != SHELL) & (cut_distance < shell_distance)
+    normal = _face_normals(torch.where(in_cap, cut, SHELL), normal)
     colours = torch.tensor([p.colour for p in head.parts])
     colour = colours[owner] * _shading(normal)[..., None]
-    occupancy = inside.any(-1)
+    if colour_outside:
+        return occupancy, colour
     return occupancy, torch.where(occupancy[..., None], colour, torch.tensor(BACKGROUND_COLOUR))
 
 
@@ -297,7 +339,7 @@ def surface_points(head: HeadModel, cameras: torch.Tensor, resolution: int) -> t
         points ``(F, R², 3)``, hit ``(F, R²)`` (bool) and unit ray directions ``(F, R², 3)``.
     """
     origins, directions = ray_bundle(cameras, resolution)
-    depth, _ = _intersect(head.parts, origins, directions, head.hair_line, head.hair_back)
+    depth, _, _ = _intersect(head.parts, origins, directions, head.hair_line, head.hair_back)
     hit = torch.isfinite(depth)
     return origins + depth.clamp(max=10)[..., None] * directions, hit, directions
 
@@ -318,14 +360,14 @@ def render_heads(head: HeadModel, cameras: torch.Tensor, resolution: int, chunk:
         stop = min(start + chunk, frames)
         parts = [Ellipsoid(p.centre[start:stop], p.radii[start:stop], p.colour, p.part, p.hair_clip) for p in head.parts]
         origins, directions = ray_bundle(cameras[start:stop], resolution)
-        depth, index = _intersect(parts, origins, directions, head.hair_line, head.hair_back)
+        depth, index, face = _intersect(parts, origins, directions, head.hair_line, head.hair_back)
         hit = torch.isfinite(depth)
         point = origins + depth.clamp(max=10)[..., None] * directions
         centres, radii = _stacked(parts)
         centre = centres.gather(1, index[..., None].expand(-1, -1, 3))
         radius = radii.gather(1, index[..., None].expand(-1, -1, 3))
         normal = (point - centre) / radius**2
-        normal = normal * normal.square().sum(-1, keepdim=True).clamp_min(1e-12).rsqrt()
+        normal = _face_normals(face, normal * normal.square().sum(-1, keepdim=True).clamp_min(1e-12).rsqrt())
         shading = _shading(normal)
         colour = colours[index] * shading[..., None]
         colour = torch.where(hit[..., None], colour, background)

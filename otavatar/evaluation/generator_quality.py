@@ -19,17 +19,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
 from otavatar.checkpoints import CheckpointError, file_sha256, generator_from_state, load_strict, read_generator_state
 from otavatar.config import CONFIG_DIR
-from otavatar.data.synthetic import EXPRESSION_PARAMETERS, EXTRA_VIEW_YAWS, render_video, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic import (
+    EXPRESSION_PARAMETERS,
+    EXTRA_VIEW_YAWS,
+    HeadModel,
+    head_fields,
+    render_video,
+    sample_identity,
+    sample_talking_sequence,
+)
 from otavatar.data.synthetic_dataset import held_out_identity_count, identity_generator
+from otavatar.errors import MissingInputError
 from otavatar.evaluation.demo import contact_sheet
 from otavatar.files import atomic_write, atomic_write_text
 from otavatar.metrics.image import psnr, region_psnr
 from otavatar.models.eg3d import TriPlaneGenerator
+from otavatar.models.rendering import ImportanceRenderer, ray_bundle
 from otavatar.training.pretrain import ParameterEmbedding, frontal_condition
 
 DEFAULT_GENERATOR = Path("pretrained/tiny_generator.pt")
@@ -94,14 +105,58 @@ def pick_frames(expression: torch.Tensor) -> list[int]:
     return frames
 
 
+class ClosedFormRenderer(ImportanceRenderer):
+    """The tri-plane renderer with the head's closed-form field in place of planes and decoder: a
+    density of ``density`` inside the head, the colour of the surface there and in front of it.
+    What a perfect generator could render with the same rays and samples."""
+
+    def __init__(self, head: HeadModel, density: float = 1000.0) -> None:
+        super().__init__()
+        self.head, self.density = head, density
+
+    def run_model(self, planes, decoder, coordinates: torch.Tensor, options: dict) -> dict[str, torch.Tensor]:
+        occupancy, colour = head_fields(self.head, coordinates, colour_outside=True)
+        # Raw density whose softplus(· − 1) is ``density`` inside and ≈ 0 outside, as the decoder's.
+        raw = torch.where(occupancy, torch.tensor(self.density + 1.0), torch.tensor(-20.0))
+        return {"rgb": colour, "sigma": raw[..., None]}
+
+
+def _render_closed_form(head: HeadModel, cameras: torch.Tensor, rendering_kwargs: dict, rays: int, resolution: int) -> torch.Tensor:
+    """Frames of ``head`` seen by cameras p ``(F, 25)`` through :class:`ClosedFormRenderer` at ``rays``², resized
+    bicubically to ``resolution``²: ``(F, 3, resolution, resolution)`` in [−1, 1]."""
+    origins, directions = ray_bundle(cameras, rays)
+    rgb, _, _ = ClosedFormRenderer(head)(None, None, origins, directions, rendering_kwargs, deterministic=True)
+    image = rgb.permute(0, 2, 1).reshape(-1, 3, rays, rays)
+    return image if rays == resolution else F.interpolate(image, size=resolution, mode="bicubic", align_corners=False)
+
+
+def closed_form_settings(model: str, rays: int | None = None, samples: tuple[int, int] | None = None) -> tuple[dict, int, int]:
+    """``evaluate_generator``'s ``closed_form`` for a model preset (configs/model/): its rendering options
+    (with ``samples`` = (coarse, fine) per ray if given), ``rays`` per side (default: its neural
+    rendering resolution) and its output resolution."""
+    path = CONFIG_DIR / "model" / f"{model}.yaml"
+    if not path.is_file():
+        raise MissingInputError(f"--model {model}: no preset {path}; expected one of {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
+    generator = OmegaConf.load(path).generator
+    options = OmegaConf.to_container(generator.rendering_kwargs)
+    if samples:
+        options["depth_resolution"], options["depth_resolution_importance"] = samples
+    return options, rays or generator.neural_rendering_resolution, generator.img_resolution
+
+
 @torch.no_grad()
-def evaluate_generator(generator: TriPlaneGenerator, embedding: ParameterEmbedding, heads: int = 8) -> GeneratorQuality:
-    """Render ``heads`` held-out heads × 4 expressions × (own camera + ``EXTRA_VIEW_YAWS``) and score them (module docstring)."""
+def evaluate_generator(generator: TriPlaneGenerator | None, embedding: ParameterEmbedding | None, heads: int = 8,
+                       closed_form: tuple[dict, int, int] | None = None) -> GeneratorQuality:
+    """Render ``heads`` held-out heads × 4 expressions × (own camera + ``EXTRA_VIEW_YAWS``) and score them (module docstring).
+
+    With ``closed_form`` = (rendering options, rays per side, output resolution), the heads' closed-form
+    fields are rendered instead of a generator (:class:`ClosedFormRenderer`): the ceiling those
+    rendering settings put on any generator.
+    """
     if heads < 1:
         raise ValueError(f"heads: expected at least 1, found {heads}")
     started = time.perf_counter()
-    device = generator.w_avg.device
-    resolution = generator.img_resolution
+    resolution = closed_form[2] if closed_form else generator.img_resolution
     truths, renders, scores, region_scores = [], [], [], []
     for head in held_out_heads(heads):
         frames = pick_frames(head.expression)
@@ -112,11 +167,17 @@ def evaluate_generator(generator: TriPlaneGenerator, embedding: ParameterEmbeddi
         cameras = torch.cat([video.cameras[:, None], video.view_cameras.transpose(0, 1)], 1)
         keypoints = torch.cat([video.keypoints[:, None], video.view_keypoints.transpose(0, 1)], 1).flatten(0, 1) * (resolution / 512)
         views = cameras.shape[1]
-        parameters = torch.cat([head.identity.expand(len(frames), -1), expression], 1).to(device)
-        ws = generator.mapping(embedding(parameters), frontal_condition(len(frames), generator))
-        planes = generator.synthesize_planes(ws).repeat_interleave(views, dim=0)
-        output = generator.synthesis(ws.repeat_interleave(views, dim=0), cameras.flatten(0, 1).to(device), deterministic=True, planes=planes)
-        image = output["image"].float().cpu()
+        if closed_form:
+            options, rays, _ = closed_form
+            model = HeadModel(head.identity, expression.repeat_interleave(views, dim=0))
+            image = _render_closed_form(model, cameras.flatten(0, 1), options, rays, resolution)
+        else:
+            device = generator.w_avg.device
+            parameters = torch.cat([head.identity.expand(len(frames), -1), expression], 1).to(device)
+            ws = generator.mapping(embedding(parameters), frontal_condition(len(frames), generator))
+            planes = generator.synthesize_planes(ws).repeat_interleave(views, dim=0)
+            output = generator.synthesis(ws.repeat_interleave(views, dim=0), cameras.flatten(0, 1).to(device), deterministic=True, planes=planes)
+            image = output["image"].float().cpu()
         scores.append(psnr(image, truth))
         region_scores.append(region_psnr(image, truth, keypoints))
         truths.append(truth)
