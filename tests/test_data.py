@@ -187,16 +187,20 @@ def test_expressions_are_legible_at_the_neural_rendering_resolution():
             assert inside >= 0.6 * changed.sum(), (name, int(inside), int(changed.sum()))
 
 
-def test_closed_form_fields_agree_with_the_renderer():
+def _three_rendered_frames(resolution: int):
+    """A head's three frames: the head, its renders ``(3, R², 3)`` and labels ``(3, R²)``, and its surface points, hits and ray directions."""
     g = torch.Generator().manual_seed(1)
     expression, angles, translation = synthetic.sample_talking_sequence(3, g)
     head = synthetic.HeadModel(synthetic.sample_identity(g), expression)
     cameras = head_pose_camera(angles, translation)
-    images, _ = synthetic.render_heads(head, cameras, 48)
-    points, hit, directions = synthetic.surface_points(head, cameras, 48)
+    images, labels = synthetic.render_heads(head, cameras, resolution)
+    return head, images.permute(0, 2, 3, 1).reshape(3, -1, 3), labels.reshape(3, -1), *synthetic.surface_points(head, cameras, resolution)
+
+
+def test_closed_form_fields_agree_with_the_renderer():
+    head, rendered, _, points, hit, directions = _three_rendered_frames(48)
     occupancy, colour = synthetic.head_fields(head, points + 0.001 * directions)
     assert occupancy[hit].float().mean() > 0.995 and not occupancy[~hit].any()
-    rendered = images.permute(0, 2, 3, 1).reshape(3, -1, 3)
     error = (colour - rendered).abs().amax(-1)[hit]
     assert error.mean() < 0.01 and (error > 0.05).float().mean() < 0.02
     # Just in front of the surface is empty: the hair cap is a solid, entered through its cuts too.
@@ -207,19 +211,14 @@ def test_closed_form_fields_agree_with_the_renderer():
 def test_closed_form_colour_holds_behind_thin_features():
     # A volume renderer's samples land a few thousandths behind the surface: an iris stands only
     # 2 thousandths in front of its eyeball, yet the colour there must still be the iris's.
-    g = torch.Generator().manual_seed(1)
-    expression, angles, translation = synthetic.sample_talking_sequence(3, g)
-    head = synthetic.HeadModel(synthetic.sample_identity(g), expression)
-    cameras = head_pose_camera(angles, translation)
-    images, labels = synthetic.render_heads(head, cameras, 96)
-    points, hit, directions = synthetic.surface_points(head, cameras, 96)
+    head, rendered, labels, points, hit, directions = _three_rendered_frames(96)
     _, colour = synthetic.head_fields(head, points + 0.005 * directions)
-    error = (colour - images.permute(0, 2, 3, 1).reshape(3, -1, 3)).abs().amax(-1)
+    error = (colour - rendered).abs().amax(-1)
     for part in (synthetic.IRIS, synthetic.LIPS, synthetic.EYE_WHITE, synthetic.HAIR):
-        seen = labels.reshape(3, -1) == part
+        seen = labels == part
         assert seen.sum() > 100 and (error[seen] < 0.1).float().mean() > 0.6, synthetic.PART_NAMES[part]
     # In front of the surface, where the renderer averages empty samples with the first inside, the
     # colour asked for is the surface's.
     occupancy, colour = synthetic.head_fields(head, points - 0.003 * directions, colour_outside=True)
-    error = (colour - images.permute(0, 2, 3, 1).reshape(3, -1, 3)).abs().amax(-1)[hit]
+    error = (colour - rendered).abs().amax(-1)[hit]
     assert not occupancy[hit].any() and error.mean() < 0.02

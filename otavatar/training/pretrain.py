@@ -62,6 +62,7 @@ class PretrainSettings:
     extra_view_yaws: tuple[float, ...] = EXTRA_VIEW_YAWS
     w_avg_samples: int = 2048
     field_iterations: int = 0  # the first iterations train on closed-form fields only (no rendering)
+    field_lr: float | None = None  # the learning rate of those iterations (None: lr)
     field_weight: float = 0.0  # the field term's weight in the image iterations
     field_points: int = 8192  # points per head: half near the surface, half along view rays
     image_batch_size: int | None = None  # heads per image iteration (None: batch_size); rendering costs more per head
@@ -93,11 +94,12 @@ def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: tor
     """Closed-form supervision for a head (identity ``(10,)``, expression ``(6,)``) seen by cameras p ``(V, 25)``:
     ``points (count, 3)``, ``occupancy (count,)``, ``colour (count, 3)`` and ``colour_mask (count,)``.
 
-    Half the points lie on view rays within ``SURFACE_JITTER`` of the visible surface and carry its
-    colour on both sides (the renderer averages neighbouring samples' colours). The other half lie on
-    view rays at uniform depths of the renderer's ``depth_range``, where the renderer queries, and
-    carry the head's occupancy: empty space must stay transparent (the renderer's white background
-    shows through it).
+    Half the points lie on view rays within ``SURFACE_JITTER`` of the visible surface and carry the
+    closed-form colour there, on both sides (:func:`head_fields` with ``colour_outside``: the
+    renderer averages neighbouring samples' colours), one colour per 3D point whichever view sees
+    it. The other half lie on view rays at uniform depths of the renderer's ``depth_range``, where
+    the renderer queries, and carry the head's occupancy: empty space must stay transparent (the
+    renderer's white background shows through it).
     """
     view_head = HeadModel(identity, expression.expand(len(cameras), -1))
     hits, hit, directions = surface_points(view_head, cameras, FIELD_RAYS)
@@ -106,16 +108,14 @@ def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: tor
     surface, along = count // 2, count - count // 2
     pick = torch.randint(int(hit.sum()), (surface,), generator=generator)
     hit_points, hit_directions = hits[hit][pick], directions[hit][pick]
-    _, surface_colour = head_fields(head, (hit_points + 0.001 * hit_directions)[None])
     jitter = (torch.rand(surface, 1, generator=generator) * 2 - 1) * SURFACE_JITTER
     ray = torch.randint(directions.shape[0] * directions.shape[1], (along,), generator=generator)
     depth = depth_range[0] + (depth_range[1] - depth_range[0]) * torch.rand(along, 1, generator=generator)
     ray_points = origins.reshape(-1, 3)[ray] + depth * directions.reshape(-1, 3)[ray]
     points = torch.cat([hit_points + jitter * hit_directions, ray_points])
-    occupancy, _ = head_fields(head, points[None])
+    occupancy, colour = head_fields(head, points[None], colour_outside=True)
     return {
-        "points": points, "occupancy": occupancy[0],
-        "colour": torch.cat([surface_colour[0], torch.zeros(along, 3)]),
+        "points": points, "occupancy": occupancy[0], "colour": colour[0],
         "colour_mask": torch.cat([torch.ones(surface, dtype=torch.bool), torch.zeros(along, dtype=torch.bool)]),
     }
 
@@ -220,6 +220,8 @@ class GeneratorPretrainer:
         fields_only = self.iteration < settings.field_iterations
         field_weight = 1.0 if fields_only else settings.field_weight
         batch_size = settings.batch_size if fields_only else settings.image_batch_size or settings.batch_size
+        for group in self.optimizer.param_groups:
+            group["lr"] = settings.field_lr if fields_only and settings.field_lr else settings.lr
         batch = sample_heads(batch_size, self.generator.img_resolution, self.data_generator, settings.extra_view_yaws,
                              field_points=settings.field_points if field_weight else 0, images=not fields_only,
                              depth_range=(self.generator.rendering_kwargs["ray_start"], self.generator.rendering_kwargs["ray_end"]))
