@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     if args.closed_form:
         settings = closed_form_settings(args.model, args.rays, args.samples)
         result, source = evaluate_generator(None, None, args.heads, closed_form=settings), None
-        name = f"closed-form fields through {args.model}'s renderer ({settings[1]}² rays, {settings[0]['depth_resolution']} + {settings[0]['depth_resolution_importance']} samples)"
+        name = f"closed-form fields through {args.model}'s renderer ({settings.rays}² rays, {settings.options['depth_resolution']} + {settings.options['depth_resolution_importance']} samples)"
     else:
         generator, embedding = load_generator_and_embedding(args.checkpoint, args.device)
         result, source, name = evaluate_generator(generator, embedding, args.heads), args.checkpoint, f"generator {args.checkpoint}"

@@ -93,4 +93,4 @@ def test_closed_form_fields_through_the_renderer_give_its_ceiling(tmp_path):
     assert report["checkpoint"] is None and abs(report["psnr"] - coarse.psnr) < 1e-6
     assert "closed-form fields through tiny's renderer (64² rays, 24 + 24 samples)" in result.stdout
     missing = run("--closed-form", "--model", "nothing", "--json", tmp_path / "no.json")
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "--model nothing: no preset" in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "model preset 'nothing':" in missing.stderr and "does not exist" in missing.stderr

@@ -315,12 +315,13 @@ def head_fields(head: HeadModel, points: torch.Tensor, colour_outside: bool = Fa
     inside &= kept
     occupancy = inside.any(-1)
     owner = (inside * torch.arange(1, len(head.parts) + 1)).argmax(-1)
+    # First-order distance to each part's surface, positive inside.
+    depth = (1 - level) / gradient.norm(dim=-1).clamp_min(1e-9)
     if colour_outside:
-        outside_distance = torch.where(kept, (level - 1).abs() / gradient.norm(dim=-1).clamp_min(1e-9), torch.inf)
-        owner = torch.where(occupancy, owner, outside_distance.argmin(-1))
+        owner = torch.where(occupancy, owner, torch.where(kept, depth.abs(), torch.inf).argmin(-1))
     normal = torch.nn.functional.normalize(gradient.gather(2, owner[..., None, None].expand(-1, -1, 1, 3))[:, :, 0], dim=-1)
     # In the cap, the nearer of the shell and the one cut the point is kept by.
-    shell_distance = ((1 - level) / gradient.norm(dim=-1).clamp_min(1e-9)).gather(2, owner[..., None])[..., 0]
+    shell_distance = depth.gather(2, owner[..., None])[..., 0]
     cut = torch.where(above_line > 0, torch.where(behind_back > 0, SHELL, HAIR_LINE_FACE), HAIR_BACK_FACE)
     cut_distance = torch.where(cut == HAIR_LINE_FACE, above_line, behind_back)
     in_cap = clip[owner] & (cut != SHELL) & (cut_distance < shell_distance)

@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from otavatar.checkpoints import CheckpointError, file_sha256, generator_from_state, load_strict, read_generator_state
-from otavatar.config import CONFIG_DIR
+from otavatar.config import CONFIG_DIR, load_model_preset
 from otavatar.data.synthetic import (
     EXPRESSION_PARAMETERS,
     EXTRA_VIEW_YAWS,
@@ -35,7 +36,6 @@ from otavatar.data.synthetic import (
     sample_talking_sequence,
 )
 from otavatar.data.synthetic_dataset import held_out_identity_count, identity_generator
-from otavatar.errors import MissingInputError
 from otavatar.evaluation.demo import contact_sheet
 from otavatar.files import atomic_write, atomic_write_text
 from otavatar.metrics.image import psnr, region_psnr
@@ -130,33 +130,38 @@ def _render_closed_form(head: HeadModel, cameras: torch.Tensor, rendering_kwargs
     return image if rays == resolution else F.interpolate(image, size=resolution, mode="bicubic", align_corners=False)
 
 
-def closed_form_settings(model: str, rays: int | None = None, samples: tuple[int, int] | None = None) -> tuple[dict, int, int]:
-    """``evaluate_generator``'s ``closed_form`` for a model preset (configs/model/): its rendering options
-    (with ``samples`` = (coarse, fine) per ray if given), ``rays`` per side (default: its neural
-    rendering resolution) and its output resolution."""
-    path = CONFIG_DIR / "model" / f"{model}.yaml"
-    if not path.is_file():
-        raise MissingInputError(f"--model {model}: no preset {path}; expected one of {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-    generator = OmegaConf.load(path).generator
+class ClosedFormSettings(NamedTuple):
+    """What :func:`evaluate_generator` renders the closed-form fields with: a preset's rendering options,
+    rays per side, and the output resolution the renders are resized to."""
+
+    options: dict
+    rays: int
+    resolution: int
+
+
+def closed_form_settings(model: str, rays: int | None = None, samples: tuple[int, int] | None = None) -> ClosedFormSettings:
+    """A model preset's (configs/model/) rendering options (with ``samples`` = (coarse, fine) per ray if
+    given), ``rays`` per side (default: its neural rendering resolution) and output resolution."""
+    generator = load_model_preset(model).generator
     options = OmegaConf.to_container(generator.rendering_kwargs)
     if samples:
         options["depth_resolution"], options["depth_resolution_importance"] = samples
-    return options, rays or generator.neural_rendering_resolution, generator.img_resolution
+    return ClosedFormSettings(options, rays or generator.neural_rendering_resolution, generator.img_resolution)
 
 
 @torch.no_grad()
 def evaluate_generator(generator: TriPlaneGenerator | None, embedding: ParameterEmbedding | None, heads: int = 8,
-                       closed_form: tuple[dict, int, int] | None = None) -> GeneratorQuality:
+                       closed_form: ClosedFormSettings | None = None) -> GeneratorQuality:
     """Render ``heads`` held-out heads × 4 expressions × (own camera + ``EXTRA_VIEW_YAWS``) and score them (module docstring).
 
-    With ``closed_form`` = (rendering options, rays per side, output resolution), the heads' closed-form
+    With ``closed_form``, the heads' closed-form
     fields are rendered instead of a generator (:class:`ClosedFormRenderer`): the ceiling those
     rendering settings put on any generator.
     """
     if heads < 1:
         raise ValueError(f"heads: expected at least 1, found {heads}")
     started = time.perf_counter()
-    resolution = closed_form[2] if closed_form else generator.img_resolution
+    resolution = closed_form.resolution if closed_form else generator.img_resolution
     truths, renders, scores, region_scores = [], [], [], []
     for head in held_out_heads(heads):
         frames = pick_frames(head.expression)
@@ -168,9 +173,8 @@ def evaluate_generator(generator: TriPlaneGenerator | None, embedding: Parameter
         keypoints = torch.cat([video.keypoints[:, None], video.view_keypoints.transpose(0, 1)], 1).flatten(0, 1) * (resolution / 512)
         views = cameras.shape[1]
         if closed_form:
-            options, rays, _ = closed_form
             model = HeadModel(head.identity, expression.repeat_interleave(views, dim=0))
-            image = _render_closed_form(model, cameras.flatten(0, 1), options, rays, resolution)
+            image = _render_closed_form(model, cameras.flatten(0, 1), closed_form.options, closed_form.rays, resolution)
         else:
             device = generator.w_avg.device
             parameters = torch.cat([head.identity.expand(len(frames), -1), expression], 1).to(device)
