@@ -3,8 +3,9 @@
 Renders N held-out heads × 4 expressions (the first frame, the most open jaw, the most closed eyes,
 the farthest from the first) × 3 views (the head's camera and the extra yaws) and compares them with
 the synthetic renderer's images: PSNR over the whole image and region PSNR over the eye and mouth
-boxes. Writes JSON {"psnr", "region_psnr", "heads", "expressions", "views", "checkpoint", "sha256",
-"seconds"} and a contact sheet (per head, a ground-truth row above a render row).
+boxes, and the expression gain: how much region PSNR the true expression adds over holding the first
+frame's (what a motion controller on this generator can at most gain over a static avatar). Writes JSON
+{"psnr", "region_psnr", "expression_gain", "heads", "expressions", "views", "checkpoint", "sha256", "seconds"} and a contact sheet (per head, a ground-truth row above a render row).
 
     python scripts/evaluate_generator.py [--checkpoint pretrained/tiny_generator.pt] [--heads 8] [--json PATH]
 
@@ -50,7 +51,8 @@ def main(argv: list[str]) -> None:
         result, source, name = evaluate_generator(generator, embedding, args.heads), args.checkpoint, f"generator {args.checkpoint}"
     report = write_generator_report(result, source, args.json, sheet)
     print(f"{name}: {report['heads']} held-out heads × {report['expressions']} expressions × {report['views']} views: "
-          f"PSNR {report['psnr']:.2f} dB, region PSNR {report['region_psnr']:.2f} dB ({time.perf_counter() - started:.0f} s); "
+          f"PSNR {report['psnr']:.2f} dB, region PSNR {report['region_psnr']:.2f} dB, "
+          f"expression gain {report['expression_gain']:+.2f} dB ({time.perf_counter() - started:.0f} s); "
           f"wrote {args.json}, {sheet}")
 
 

@@ -43,9 +43,9 @@ def test_script_writes_the_scores_and_a_contact_sheet(pretrained, tmp_path):
     result = run("--checkpoint", checkpoint, "--heads", 2, "--json", out)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report) == {"psnr", "region_psnr", "heads", "expressions", "views", "checkpoint", "sha256", "seconds"}
+    assert set(report) == {"psnr", "region_psnr", "expression_gain", "heads", "expressions", "views", "checkpoint", "sha256", "seconds"}
     assert (report["heads"], report["expressions"], report["views"]) == (2, 4, 3)
-    assert all(math.isfinite(report[key]) for key in ("psnr", "region_psnr", "seconds"))
+    assert all(math.isfinite(report[key]) for key in ("psnr", "region_psnr", "expression_gain", "seconds"))
     assert report["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest() and report["checkpoint"] == str(checkpoint)
     assert f"PSNR {report['psnr']:.2f} dB, region PSNR {report['region_psnr']:.2f} dB" in result.stdout.strip().splitlines()[-1]
     sheet = Image.open(out.with_suffix(".png"))
@@ -67,7 +67,7 @@ def test_missing_or_unfit_files_are_named_in_one_line(pretrained, tmp_path):
 def test_evaluation_of_built_modules_is_deterministic_on_held_out_heads(pretrained):
     generator, embedding, _ = pretrained
     first, again = evaluate_generator(generator, embedding, heads=1), evaluate_generator(generator, embedding, heads=1)
-    assert first.psnr == again.psnr and first.region_psnr == again.region_psnr
+    assert first.psnr == again.psnr and first.region_psnr == again.region_psnr and first.expression_gain == again.expression_gain
     assert first.renders.shape == first.truth.shape == (1, 12, 3, 128, 128)
     head = held_out_heads(1)[0]
     frames = pick_frames(head.expression)
@@ -84,6 +84,8 @@ def test_closed_form_fields_through_the_renderer_give_its_ceiling(tmp_path):
     coarse = evaluate_generator(None, None, heads=1, closed_form=closed_form_settings("tiny"))
     assert coarse.renders.shape == coarse.truth.shape == (1, 12, 3, 128, 128)
     assert 21 < coarse.psnr < 26 and coarse.region_psnr > 17
+    # Exact fields draw every expression: holding the first frame's costs 5.2 dB in the eye and mouth boxes.
+    assert coarse.expression_gain > 3
     fine = evaluate_generator(None, None, heads=1, closed_form=closed_form_settings("tiny", rays=128, samples=(16, 16)))
     assert fine.psnr > coarse.psnr + 2  # 26.2 against 23.4 dB with 16 + 16 samples
     out = tmp_path / "ceiling.json"

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
 from otavatar.files import load_torch_file
-from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_loss, reconstruction_loss, render_views,
-                                        sample_heads)
+from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_learning_rate, field_loss, reconstruction_loss,
+                                        render_views, sample_heads)
 from tests.helpers import micro_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,10 +50,20 @@ def test_region_term_weights_only_the_eye_and_mouth_boxes():
     assert terms["l1_regions"] > 0 and weighted.item() == pytest.approx(plain.item() + 5.0 * terms["l1_regions"])
 
 
+def test_field_learning_rate_anneals_from_its_start_to_its_end():
+    settings = PretrainSettings(field_iterations=11, field_lr=3e-2, field_lr_end=1e-3)
+    rates = [field_learning_rate(settings, iteration) for iteration in range(11)]
+    assert rates[0] == pytest.approx(3e-2) and rates[-1] == pytest.approx(1e-3) and rates[5] == pytest.approx((3e-2 + 1e-3) / 2)
+    assert all(earlier > later for earlier, later in zip(rates, rates[1:]))
+    held = PretrainSettings(field_iterations=11, field_lr=3e-2)
+    assert {field_learning_rate(held, iteration) for iteration in range(11)} == {3e-2}
+
+
 def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
-    """Four field iterations (at their own learning rate) lower the field loss of unseen heads; a
+    """Four field iterations (at their own, annealed, learning rate) lower the field loss of unseen heads; a
     resumed trainer takes the first image iteration (at the image learning rate) exactly as the original does."""
-    settings = PretrainSettings(batch_size=2, lr=3e-3, field_iterations=4, field_lr=1e-2, field_points=2048, field_weight=0.5, image_batch_size=1)
+    settings = PretrainSettings(batch_size=2, lr=3e-3, field_iterations=4, field_lr=1e-2, field_lr_end=1e-3, field_points=2048,
+                                field_weight=0.5, image_batch_size=1)
     torch.manual_seed(0)
     generator = build_generator(micro_config().generator).train()
     trainer = GeneratorPretrainer(generator, settings)
@@ -67,7 +77,7 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
     first = loss_on_batch()
     for _ in range(4):
         trainer.step()
-    assert loss_on_batch() < first and trainer.optimizer.param_groups[0]["lr"] == 1e-2
+    assert loss_on_batch() < first and trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # the last field iteration's
     saved = {key: value for key, value in trainer.state_dict().items()}
     torch.save(saved, tmp_path / "state.pt")
     expected = trainer.step()

@@ -21,6 +21,7 @@ set to the mean w of many random heads: inversion starts from it.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -62,7 +63,8 @@ class PretrainSettings:
     extra_view_yaws: tuple[float, ...] = EXTRA_VIEW_YAWS
     w_avg_samples: int = 2048
     field_iterations: int = 0  # the first iterations train on closed-form fields only (no rendering)
-    field_lr: float | None = None  # the learning rate of those iterations (None: lr)
+    field_lr: float | None = None  # the learning rate of those iterations (None: lr) ...
+    field_lr_end: float | None = None  # ... annealed (cosine) to this one by their end (None: held)
     field_weight: float = 0.0  # the field term's weight in the image iterations
     field_points: int = 8192  # points per head: half near the surface, half along view rays
     image_batch_size: int | None = None  # heads per image iteration (None: batch_size); rendering costs more per head
@@ -144,6 +146,17 @@ def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, e
     return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
 
 
+def field_learning_rate(settings: PretrainSettings, iteration: int) -> float:
+    """The field iterations' learning rate at ``iteration``: ``field_lr``, annealed along a half cosine to
+    ``field_lr_end`` at the last field iteration if that is set. A high rate draws the features early
+    (eyes and an open mouth appear on one head at 3e-2, not at 2e-3) but leaves the fit noisy: lowered
+    to 3e-3 after 3000 iterations at 3e-2, 300 more raise the held-out PSNR from 20.5 to 22.4 dB."""
+    if settings.field_lr_end is None:
+        return settings.field_lr
+    progress = iteration / max(settings.field_iterations - 1, 1)
+    return settings.field_lr_end + (settings.field_lr - settings.field_lr_end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def frontal_condition(batch_size: int, generator: TriPlaneGenerator) -> torch.Tensor:
     """The mapping network's conditioning camera: frontal, for every head."""
     return look_at_camera(torch.zeros(batch_size), torch.zeros(batch_size)).to(generator.w_avg.device)
@@ -221,7 +234,7 @@ class GeneratorPretrainer:
         field_weight = 1.0 if fields_only else settings.field_weight
         batch_size = settings.batch_size if fields_only else settings.image_batch_size or settings.batch_size
         for group in self.optimizer.param_groups:
-            group["lr"] = settings.field_lr if fields_only and settings.field_lr else settings.lr
+            group["lr"] = field_learning_rate(settings, self.iteration) if fields_only and settings.field_lr else settings.lr
         batch = sample_heads(batch_size, self.generator.img_resolution, self.data_generator, settings.extra_view_yaws,
                              field_points=settings.field_points if field_weight else 0, images=not fields_only,
                              depth_range=(self.generator.rendering_kwargs["ray_start"], self.generator.rendering_kwargs["ray_end"]))
