@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from otavatar.checkpoints import load_generator
 from otavatar.config import build_generator
 from otavatar.files import load_torch_file
-from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_learning_rate, field_loss, reconstruction_loss,
-                                        render_views, sample_heads)
+from otavatar.camera import FRONTAL_TRANSLATION_Z, TRACKER_FOCAL, head_pose_camera
+from otavatar.data.synthetic import HeadModel, sample_identity
+from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_learning_rate, field_loss, field_samples,
+                                        in_feature_boxes, reconstruction_loss, render_views, sample_heads)
 from tests.helpers import micro_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,6 +143,23 @@ def test_field_samples_carry_the_closed_form_head():
     # The other half lie along view rays: mostly empty space, which must stay transparent.
     assert batch["occupancy"][:, 1024:].float().mean() < 0.3 and not batch["colour_mask"][:, 1024:].any()
     assert surface.norm(dim=-1).max() < 0.5  # the heads sit well inside the box
+
+
+def test_field_samples_can_gather_in_the_eye_and_mouth_boxes():
+    identity = sample_identity(torch.Generator().manual_seed(4))
+    expression = torch.tensor([0.8, 0.0, 1.0, 0.0, 0.0, 0.0])  # open jaw, right lid closed
+    head = HeadModel(identity, expression[None])
+    cameras = head_pose_camera(torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.45, 0.0]]), torch.tensor([[0.0, 0.0, FRONTAL_TRANSLATION_Z]] * 2), TRACKER_FOCAL)
+    shares = []
+    for fraction in (0.0, 0.5):
+        samples = field_samples(identity, expression, cameras, 4096, torch.Generator().manual_seed(5), (2.25, 3.3), fraction)
+        shares.append(in_feature_boxes(head, samples["points"][:2048]).float().mean().item())
+    # Eyes and mouth cover a fifth of the visible head (21 %); with half the points drawn there and half
+    # anywhere, 0.5 + 0.5 · 21 % (59 %: a few leave the boxes by their jitter along the ray).
+    assert shares[0] < 0.3 and abs(shares[1] - (0.5 + 0.5 * shares[0])) < 0.05
+    # The boxes are the landmarks' (here: the mouth's centre, and a point off the face, behind it).
+    mouth = head.landmarks[0, 48:68].mean(0)
+    assert in_feature_boxes(head, mouth[None]).item() and not in_feature_boxes(head, (mouth * torch.tensor([1.0, 1.0, -1.0]))[None]).item()
 
 
 # Copying weights into meta parameters is a no-op that torch warns about; the device is only a stand-in.

@@ -42,7 +42,7 @@ from otavatar.data.synthetic import (
     sample_talking_sequence,
     surface_points,
 )
-from otavatar.losses.region import RegionLoss
+from otavatar.losses.region import LANDMARK_GROUPS, RegionLoss
 from otavatar.models.eg3d import TriPlaneGenerator
 from otavatar.training.checkpointing import restore_rng_state, rng_state
 
@@ -67,6 +67,7 @@ class PretrainSettings:
     field_lr_end: float | None = None  # ... annealed (cosine) to this one by their end (None: held)
     field_weight: float = 0.0  # the field term's weight in the image iterations
     field_points: int = 8192  # points per head: half near the surface, half along view rays
+    field_region_fraction: float = 0.0  # of the surface points, drawn in the eye and mouth boxes
     image_batch_size: int | None = None  # heads per image iteration (None: batch_size); rendering costs more per head
 
 
@@ -91,15 +92,32 @@ FIELD_RAYS = 48
 SURFACE_JITTER = 0.03
 
 
+# The animation loss's regions (eyes and mouth), as boxes around their landmarks in head coordinates,
+# padded in x and y by these margins; only the face side (z > 0) counts.
+FEATURE_PADDING = {"left_eye": 0.025, "right_eye": 0.025, "mouth": 0.015}
+
+
+def in_feature_boxes(head: HeadModel, points: torch.Tensor) -> torch.Tensor:
+    """Whether points ``(..., 3)`` of a one-frame ``head`` lie in its eye or mouth box: ``(...)`` bool."""
+    inside = torch.zeros(points.shape[:-1], dtype=torch.bool)
+    for region, padding in FEATURE_PADDING.items():
+        landmarks = head.landmarks[0, list(LANDMARK_GROUPS[region][0]), :2]
+        low, high = landmarks.min(0).values - padding, landmarks.max(0).values + padding
+        inside |= ((points[..., :2] >= low) & (points[..., :2] <= high)).all(-1)
+    return inside & (points[..., 2] > 0)
+
+
 def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: torch.Tensor, count: int,
-                  generator: torch.Generator, depth_range: tuple[float, float]) -> dict[str, torch.Tensor]:
+                  generator: torch.Generator, depth_range: tuple[float, float], region_fraction: float = 0.0) -> dict[str, torch.Tensor]:
     """Closed-form supervision for a head (identity ``(10,)``, expression ``(6,)``) seen by cameras p ``(V, 25)``:
     ``points (count, 3)``, ``occupancy (count,)``, ``colour (count, 3)`` and ``colour_mask (count,)``.
 
     Half the points lie on view rays within ``SURFACE_JITTER`` of the visible surface and carry the
     closed-form colour there, on both sides (:func:`head_fields` with ``colour_outside``: the
     renderer averages neighbouring samples' colours), one colour per 3D point whichever view sees
-    it. The other half lie on view rays at uniform depths of the renderer's ``depth_range``, where
+    it; ``region_fraction`` of them are drawn from the rays that meet the head in its eye and mouth
+    boxes (:func:`in_feature_boxes`), where expression lives, the rest from all rays that meet it.
+    The other half lie on view rays at uniform depths of the renderer's ``depth_range``, where
     the renderer queries, and carry the head's occupancy: empty space must stay transparent (the
     renderer's white background shows through it).
     """
@@ -108,8 +126,12 @@ def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: tor
     origins = cameras[:, :16].view(-1, 4, 4)[:, None, :3, 3].expand_as(directions)
     head = HeadModel(identity, expression[None])
     surface, along = count // 2, count - count // 2
-    pick = torch.randint(int(hit.sum()), (surface,), generator=generator)
-    hit_points, hit_directions = hits[hit][pick], directions[hit][pick]
+    features = hit & in_feature_boxes(head, hits)
+    regional = int(surface * region_fraction) if features.any() else 0
+    pick = torch.randint(int(hit.sum()), (surface - regional,), generator=generator)
+    feature_pick = torch.randint(max(int(features.sum()), 1), (regional,), generator=generator)
+    hit_points = torch.cat([hits[hit][pick], hits[features][feature_pick]])
+    hit_directions = torch.cat([directions[hit][pick], directions[features][feature_pick]])
     jitter = (torch.rand(surface, 1, generator=generator) * 2 - 1) * SURFACE_JITTER
     ray = torch.randint(directions.shape[0] * directions.shape[1], (along,), generator=generator)
     depth = depth_range[0] + (depth_range[1] - depth_range[0]) * torch.rand(along, 1, generator=generator)
@@ -123,7 +145,8 @@ def field_samples(identity: torch.Tensor, expression: torch.Tensor, cameras: tor
 
 
 def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, extra_view_yaws=EXTRA_VIEW_YAWS,
-                 field_points: int = 0, images: bool = True, depth_range: tuple[float, float] = (2.25, 3.3)) -> dict[str, torch.Tensor]:
+                 field_points: int = 0, images: bool = True, depth_range: tuple[float, float] = (2.25, 3.3),
+                 region_fraction: float = 0.0) -> dict[str, torch.Tensor]:
     """Random synthetic heads: ``parameters (B, 16)``, ``cameras (B, V, 25)``; with ``images``, ``images (B, V, 3, R, R)``
     in [−1, 1] and ``keypoints (B, V, 68, 2)`` in 512-pixel coordinates; with ``field_points`` N, the
     :func:`field_samples` of every head, stacked ``(B, N, …)``."""
@@ -141,7 +164,7 @@ def sample_heads(batch_size: int, resolution: int, generator: torch.Generator, e
             sample["images"] = torch.cat([video.images, video.view_images[:, 0]]) * 2 - 1
             sample["keypoints"] = torch.cat([video.keypoints, video.view_keypoints[:, 0]])
         if field_points:
-            sample.update(field_samples(identity, expression[frame], cameras, field_points, generator, depth_range))
+            sample.update(field_samples(identity, expression[frame], cameras, field_points, generator, depth_range, region_fraction))
         samples.append(sample)
     return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
 
@@ -237,7 +260,8 @@ class GeneratorPretrainer:
             group["lr"] = field_learning_rate(settings, self.iteration) if fields_only and settings.field_lr else settings.lr
         batch = sample_heads(batch_size, self.generator.img_resolution, self.data_generator, settings.extra_view_yaws,
                              field_points=settings.field_points if field_weight else 0, images=not fields_only,
-                             depth_range=(self.generator.rendering_kwargs["ray_start"], self.generator.rendering_kwargs["ray_end"]))
+                             depth_range=(self.generator.rendering_kwargs["ray_start"], self.generator.rendering_kwargs["ray_end"]),
+                             region_fraction=settings.field_region_fraction)
         batch = {key: value.to(device) for key, value in batch.items()}
         ws = self.generator.mapping(self.embedding(batch["parameters"]), frontal_condition(batch_size, self.generator))
         planes = self.generator.synthesize_planes(ws)

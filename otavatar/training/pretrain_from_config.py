@@ -60,7 +60,8 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     settings = PretrainSettings(
         iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
         region_weight=cfg.region_weight, region_start=cfg.region_start, extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
-        field_iterations=cfg.field_iterations, field_lr=cfg.field_lr, field_lr_end=cfg.field_lr_end, field_weight=cfg.field_weight, field_points=cfg.field_points,
+        field_iterations=cfg.field_iterations, field_lr=cfg.field_lr, field_lr_end=cfg.field_lr_end, field_weight=cfg.field_weight,
+        field_points=cfg.field_points, field_region_fraction=cfg.field_region_fraction,
         image_batch_size=cfg.image_batch_size,
     )
     trainer = GeneratorPretrainer(generator, settings, cfg.seed)
