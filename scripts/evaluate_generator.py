@@ -5,7 +5,8 @@ the farthest from the first) × 3 views (the head's camera and the extra yaws) a
 the synthetic renderer's images: PSNR over the whole image and region PSNR over the eye and mouth
 boxes, and the expression gain: how much region PSNR the true expression adds over holding the first
 frame's (what a motion controller on this generator can at most gain over a static avatar). Writes JSON
-{"psnr", "region_psnr", "expression_gain", "heads", "expressions", "views", "checkpoint", "sha256", "seconds"} and a contact sheet (per head, a ground-truth row above a render row).
+{"psnr", "region_psnr", "expression_gain", "heads", "expressions", "views", "checkpoint", "sha256", "seconds"}
+and a contact sheet (per head, a ground-truth row above a render row).
 
     python scripts/evaluate_generator.py [--checkpoint pretrained/tiny_generator.pt] [--heads 8] [--json PATH]
 

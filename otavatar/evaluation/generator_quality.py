@@ -78,8 +78,8 @@ class GeneratorQuality:
     renders: torch.Tensor
 
     def summary(self) -> dict[str, float | int]:
-        return {"psnr": self.psnr, "region_psnr": self.region_psnr, "expression_gain": self.expression_gain, "heads": self.heads, "expressions": self.expressions,
-                "views": self.views, "seconds": self.seconds}
+        return {"psnr": self.psnr, "region_psnr": self.region_psnr, "expression_gain": self.expression_gain, "heads": self.heads,
+                "expressions": self.expressions, "views": self.views, "seconds": self.seconds}
 
 
 def held_out_heads(count: int) -> list[HeldOutHead]:
@@ -179,7 +179,8 @@ def evaluate_generator(generator: TriPlaneGenerator | None, embedding: Parameter
         keypoints = torch.cat([video.keypoints[:, None], video.view_keypoints.transpose(0, 1)], 1).flatten(0, 1) * (resolution / 512)
         views = cameras.shape[1]
         image = _draw(generator, embedding, closed_form, head.identity, expression, cameras, resolution)
-        held = _draw(generator, embedding, closed_form, head.identity, expression[:1].expand(len(frames) - 1, -1), cameras[1:], resolution)
+        # The first frame's expression seen by every later camera: one head, drawn (and its planes made) once.
+        held = _draw(generator, embedding, closed_form, head.identity, expression[:1], cameras[1:].reshape(1, -1, cameras.shape[-1]), resolution)
         later = slice(views, None)  # every view of the frames after the first
         scores.append(psnr(image, truth))
         region_scores.append(region_psnr(image, truth, keypoints))
