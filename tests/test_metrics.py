@@ -11,7 +11,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchvision.models import alexnet
 
-from otavatar.assets import AssetFormatError, MissingAssetError
+from otavatar.assets import REPO_ROOT, AssetFormatError, MissingAssetError
 from otavatar.evaluation.scoring import ExtractorPaths, build_extractors
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from otavatar.losses.lpips_alexnet import load_lpips
@@ -19,7 +19,7 @@ from otavatar.metrics.fid import FeatureStatistics, fid_helper_weights, fid_ince
 from otavatar.losses.region import region_box
 from otavatar.metrics.image import REGIONS, psnr, region_psnr, ssim
 from otavatar.metrics.motion import coefficient_distance, keypoint_distance, motion_distances
-from otavatar.metrics.suite import Extractors, MetricSuite
+from otavatar.metrics.suite import Extractors, MetricSuite, unavailable
 
 
 def astronaut(size: int = 96) -> torch.Tensor:
@@ -224,3 +224,10 @@ def test_suites_scoring_one_episode_share_the_reference_features(tmp_path):
     assert calls == [1, 2, 2, 2]  # the portrait and the reference once, each method's frames once
     for a, b in zip(alone, together):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_missing_file_inside_the_repository_is_named_relative_to_it(tmp_path):
+    inside = MissingAssetError("missing", REPO_ROOT / "pretrained" / "arcface_resnet18.pth")
+    outside = MissingAssetError("missing", tmp_path / "arcface_resnet18.pth")
+    assert unavailable(inside) == "n/a (missing pretrained/arcface_resnet18.pth)"
+    assert unavailable(outside) == f"n/a (missing {tmp_path / 'arcface_resnet18.pth'})"

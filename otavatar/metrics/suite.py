@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from otavatar.assets import AssetFormatError, MissingAssetError
+from otavatar.assets import REPO_ROOT, AssetFormatError, MissingAssetError
 from otavatar.metrics.faces import FaceLandmarks
 from otavatar.metrics.fid import FeatureStatistics, frechet_distance
 from otavatar.metrics.identity import cosine_similarity
@@ -27,9 +28,11 @@ ORDER = ("psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "ae
 
 
 def unavailable(error: Exception) -> str:
-    """``n/a (missing FILE)`` for a missing asset, else ``n/a (reason)``."""
+    """``n/a (missing FILE)`` for a missing asset, else ``n/a (reason)``; FILE is relative to the
+    repository when inside it, so tables written into the README hold no machine's absolute paths."""
     if isinstance(error, MissingAssetError) and error.path is not None:
-        return f"n/a (missing {error.path})"
+        path = Path(error.path)
+        return f"n/a (missing {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path})"
     return f"n/a ({type(error).__name__}: {error})"
 
 
