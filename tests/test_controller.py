@@ -41,6 +41,24 @@ def test_codebook_is_orthonormal(reference_controller):
     assert torch.allclose(q.t() @ q, torch.eye(20), atol=1e-5)
 
 
+def test_codebook_scale_changes_how_fast_it_turns_not_where_it_starts():
+    turned = {}
+    for init_std in (1.0, 0.01):
+        torch.manual_seed(0)
+        codebook = MotionController(codebook_init_std=init_std).direction
+        start = codebook().detach()
+        optimizer = torch.optim.Adam(codebook.parameters(), lr=1e-3)
+        torch.manual_seed(1)
+        target = torch.randn(512, 20)
+        for _ in range(5):
+            optimizer.zero_grad()
+            (codebook() * target).sum().neg().backward()
+            optimizer.step()
+        turned[init_std] = ((codebook() - start).norm() / start.norm()).item(), start
+    assert torch.allclose(turned[1.0][1], turned[0.01][1], atol=1e-5)
+    assert turned[0.01][0] > 20 * turned[1.0][0]
+
+
 def test_controller_rejects_wrong_window():
     with pytest.raises(ValueError, match=r"expected motion of shape \(B, 70, 27\), found \(1, 70, 20\)"):
         MotionController()(torch.zeros(1, 70, 20))

@@ -140,12 +140,12 @@ def test_the_n_mo_ablation_keeps_n_id_plus_n_mo_and_its_labels_say_both():
     total = decoupling.identity_steps + decoupling.motion_steps
     assert total == 30
     steps = {}
-    for name in ("decoupling", "n_mo_1", "n_mo_5", "n_mo_10", "n_mo_20"):
+    for name in ("decoupling", "n_mo_1", "n_mo_3", "n_mo_5", "n_mo_20"):
         trainer = variant_config(name).trainer
         assert trainer.identity_steps + trainer.motion_steps == total and trainer.schedule == "successive", name
         assert f"N_id {trainer.identity_steps} / N_mo {trainer.motion_steps}" in BENCHMARK.variants[name].label
         steps[name] = trainer.motion_steps
-    assert steps == {"decoupling": 3, "n_mo_1": 1, "n_mo_5": 5, "n_mo_10": 10, "n_mo_20": 20}
+    assert steps == {"decoupling": 10, "n_mo_1": 1, "n_mo_3": 3, "n_mo_5": 5, "n_mo_20": 20}
     assert variant_config("joint").trainer.schedule == "joint"
 
 

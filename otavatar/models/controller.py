@@ -43,9 +43,9 @@ class TemporalEncoder(nn.Module):
 class OrthogonalCodebook(nn.Module):
     """K orthonormal directions in W: Q of the reduced QR decomposition of a ``(w_dim, K)`` parameter."""
 
-    def __init__(self, w_dim: int, directions: int) -> None:
+    def __init__(self, w_dim: int, directions: int, init_std: float = 1.0) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(w_dim, directions))
+        self.weight = nn.Parameter(init_std * torch.randn(w_dim, directions))
 
     def forward(self) -> torch.Tensor:
         """``(w_dim, K)`` with orthonormal columns."""
@@ -68,6 +68,9 @@ class MotionController(nn.Module):
             one Linear applied ``mlp_layers`` times (869,420 parameters, which matches the paper's
             0.8 M); False gives distinct layers (1,132,588). Both use the same state-dict names.
         shortcut: add the pooled descriptor around the hidden layers, as the release does.
+        codebook_init_std: scale of the codebook's initial parameter (the release: 1, standard normal).
+            Q is scale-invariant, so under Adam a smaller scale turns the codebook faster: each step
+            moves every entry by about the learning rate, a larger fraction of a smaller matrix.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class MotionController(nn.Module):
         w_dim: int = 512,
         tied_mlp: bool = True,
         shortcut: bool = True,
+        codebook_init_std: float = 1.0,
     ) -> None:
         super().__init__()
         if WINDOW_LENGTH - 6 - 6 * mapping_layers < 1:
@@ -97,7 +101,7 @@ class MotionController(nn.Module):
             layers += [shared if tied_mlp else nn.Linear(descriptor_nc, descriptor_nc), nn.LeakyReLU(0.1)]
         layers.append(nn.Linear(descriptor_nc, (num_ws + 1) * directions))
         self.mapping_Refine = nn.Sequential(*layers)
-        self.direction = OrthogonalCodebook(w_dim, directions)
+        self.direction = OrthogonalCodebook(w_dim, directions, codebook_init_std)
         self._init_weights()
 
     @classmethod
@@ -119,7 +123,7 @@ class MotionController(nn.Module):
 
     def _init_weights(self) -> None:
         # The release's init: xavier-normal with gain 0.02 on convs and linears, zero biases;
-        # the codebook stays standard normal.
+        # the codebook keeps its own init (standard normal in the release).
         for module in self.modules():
             if isinstance(module, (nn.Conv1d, nn.Linear)):
                 nn.init.xavier_normal_(module.weight, gain=0.02)
