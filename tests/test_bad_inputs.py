@@ -218,7 +218,8 @@ def test_bad_training_settings_are_refused_before_the_run_folder_exists(tmp_path
                               ("trainer.ema_decay=x", "trainer.ema_decay: Value 'x' of type 'str' could not be converted to Float"),
                               ("+trainer.unknown=1", "trainer.unknown: Key 'unknown' not in 'TrainerSettings'"),
                               ("cuda.tf32=maybe", "cuda.tf32: Value 'maybe' is not a valid bool"),
-                              ("dataset_wait_seconds=-1", "dataset_wait_seconds: expected a finite number > 0, found -1")]:
+                              ("dataset_wait_seconds=-1", "dataset_wait_seconds: expected a finite number > 0, found -1"),
+                              ("frames_per_item=0", "frames_per_item: expected an integer ≥ 1, found 0")]:
         with pytest.raises(InputError, match=message):
             train_from_config(compose_config([f"run_dir={run}", override]))
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), f"run_dir={run}", "batch_size=abc"],

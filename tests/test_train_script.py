@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from otavatar.config import compose_config
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.losses.animation import AnimationLoss, LossWeights
+from otavatar.training import from_config
 from otavatar.training.batches import training_batches
 from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
 from tests.helpers import micro_animator
@@ -66,3 +68,16 @@ def test_loss_decreases_over_20_iterations_on_synthetic_heads(dataset_args):
         totals.append(sum(v for k, v in logs.items() if k.startswith("refine/")))
     first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
     assert last < 0.8 * first, (first, last)
+
+
+def test_frames_per_item_is_the_number_of_frames_sharing_one_identity_code(monkeypatch, dataset_args, tmp_path):
+    captured = {}
+
+    def capture(animator, loss, dataset, *rest):
+        captured["dataset"] = dataset
+        return tmp_path / "unused.pt"
+
+    monkeypatch.setattr(from_config, "train", capture)
+    from_config.train_from_config(compose_config([*FAST, *dataset_args, f"run_dir={tmp_path / 'run'}", "frames_per_item=3", "device=cpu"]))
+    item = captured["dataset"][0]
+    assert item["image"].shape[:2] == (3, 3) and item["motion"].shape[0] == 3 and item["camera"].shape == (3, 25)
