@@ -92,8 +92,8 @@ class FrameSource:
 
 
 class TrainingPairs(Dataset):
-    """Items are person ids (× ``repeat``); each gives 2 frames of a random video of that person,
-    drawn with replacement with probability ∝ ‖expression‖₁ + 1e-3 (expressive frames more often)."""
+    """Items are person ids (× ``repeat``); each gives ``frames`` frames (the release: 2) of a random video of
+    that person, drawn with replacement with probability ∝ ‖expression‖₁ + 1e-3 (expressive frames more often)."""
 
     def __init__(self, source: FrameSource, split: str = "train", frames: int = 2, repeat: int = 100) -> None:
         self.source = source
