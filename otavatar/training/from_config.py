@@ -14,7 +14,7 @@ from otavatar.config import build_animator, typed_settings
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
-from otavatar.errors import MissingInputError, check_integer, check_positive
+from otavatar.errors import MissingInputError, check_positive
 from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
 from otavatar.speed import CudaSettings, configure_cuda
@@ -68,7 +68,6 @@ def train_from_config(cfg: DictConfig) -> Path:
     run, settings = run_settings(cfg), trainer_settings(cfg.trainer)
     cuda = typed_settings(CudaSettings, cfg.cuda, "cuda")
     check_positive("dataset_wait_seconds", cfg.dataset_wait_seconds)
-    check_integer("frames_per_item", cfg.frames_per_item, 1)
     context: DistributedContext = init_distributed(cfg.device)
     configure_cuda(cuda)
     try:
@@ -78,7 +77,7 @@ def train_from_config(cfg: DictConfig) -> Path:
             context, lambda main: frame_source(cfg.data, cfg.model.generator.img_resolution, generate=main),
             timedelta(seconds=cfg.dataset_wait_seconds),
         )
-        dataset = TrainingPairs(source, "train", frames=cfg.frames_per_item, repeat=cfg.data.repeat)
+        dataset = TrainingPairs(source, "train", frames=run.frames_per_item, repeat=cfg.data.repeat)
         config = OmegaConf.to_container(cfg, resolve=True)
         return train(animator, loss.to(context.device), dataset, settings, run, config, context)
     finally:

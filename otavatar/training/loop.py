@@ -25,6 +25,7 @@ class RunSettings:
     run_dir: Path
     iterations: int
     batch_size: int
+    frames_per_item: int = 2  # frames of one video per item, sharing its w_id (the release: 2)
     seed: int = 0
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
@@ -34,7 +35,7 @@ class RunSettings:
     resume: str | None = None
 
     def __post_init__(self) -> None:
-        least = {"iterations": 0, "batch_size": 1, "checkpoint_every": 1, "keep_checkpoints": 0, "log_every": 1, "image_every": 0, "num_workers": 0}
+        least = {"iterations": 0, "batch_size": 1, "frames_per_item": 1, "checkpoint_every": 1, "keep_checkpoints": 0, "log_every": 1, "image_every": 0, "num_workers": 0}
         for key, minimum in least.items():
             check_integer(key, getattr(self, key), minimum)
 
