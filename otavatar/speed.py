@@ -172,6 +172,15 @@ def configure_cuda(settings: CudaSettings = CudaSettings()) -> None:
     torch.backends.cudnn.conv.fp32_precision = precision
 
 
+def flush_denormals() -> None:
+    """Flush denormal floats to zero on the CPU for this process (training).
+
+    A trained generator's empty space drives densities toward zero and their gradients into denormal
+    floats, which run 10-20× slower on x86 CPUs; flushing them changes nothing that matters.
+    """
+    torch.set_flush_denormal(True)
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory instead of returning it to the OS (Linux only).
 

@@ -59,6 +59,25 @@ def test_codebook_scale_changes_how_fast_it_turns_not_where_it_starts():
     assert turned[0.01] > 20 * turned[1.0]
 
 
+def test_output_scale_multiplies_the_motion_code_and_how_fast_it_grows():
+    """w_x = s · (magnitudes @ Qᵀ); under Adam one step changes it s times as much as at scale 1."""
+    torch.manual_seed(0)
+    motion = torch.randn(3, 70, 27)
+    codes, grown = {}, {}
+    for scale in (1.0, 10.0):
+        torch.manual_seed(1)
+        controller = MotionController(num_ws=4, output_scale=scale)
+        codes[scale] = controller(motion).detach()
+        optimizer = torch.optim.Adam(controller.parameters(), lr=1e-3)
+        controller(motion).sum().backward()
+        optimizer.step()
+        grown[scale] = (controller(motion).detach() - codes[scale]).norm().item()
+    assert torch.allclose(codes[10.0], 10 * codes[1.0], rtol=1e-5, atol=1e-8)
+    assert grown[10.0] == pytest.approx(10 * grown[1.0], rel=1e-3)
+    with pytest.raises(ValueError, match="output_scale must be positive, found 0"):
+        MotionController(output_scale=0)
+
+
 def test_controller_rejects_wrong_window():
     with pytest.raises(ValueError, match=r"expected motion of shape \(B, 70, 27\), found \(1, 70, 20\)"):
         MotionController()(torch.zeros(1, 70, 20))

@@ -71,6 +71,10 @@ class MotionController(nn.Module):
         codebook_init_std: scale of the codebook's initial parameter (the release: 1, standard normal).
             Q is scale-invariant, so under Adam a smaller scale turns the codebook faster: each step
             moves every entry by about the learning rate, a larger fraction of a smaller matrix.
+        output_scale: a fixed factor on w_x (the release: 1). Under Adam each step moves C's weights by
+            about the learning rate whatever the loss's scale, so w_x can only grow as fast as that
+            allows; a factor s lets it grow s× faster toward motion codes much larger than C's initial
+            output (the tiny generator's expression offsets are 7–20 per W+ layer).
     """
 
     def __init__(
@@ -85,14 +89,18 @@ class MotionController(nn.Module):
         tied_mlp: bool = True,
         shortcut: bool = True,
         codebook_init_std: float = 1.0,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        if not output_scale > 0:
+            raise ValueError(f"MotionController: output_scale must be positive, found {output_scale}")
         if WINDOW_LENGTH - 6 - 6 * mapping_layers < 1:
             raise ValueError(f"MotionController: {mapping_layers} mapping layers need a window longer than {WINDOW_LENGTH} frames")
         self.motion_dim = motion_dim
         self.num_ws = num_ws
         self.directions = directions
         self.shortcut = shortcut
+        self.output_scale = output_scale
         self.mlp_layers = mlp_layers
         self.mapping_3DMM = TemporalEncoder(motion_dim, descriptor_nc, mapping_layers)
         shared = nn.Linear(descriptor_nc, descriptor_nc)
@@ -147,4 +155,4 @@ class MotionController(nn.Module):
 
     def forward(self, motion: torch.Tensor) -> torch.Tensor:
         """Motion window x ``(B, 70, 27)`` → w_x ``(B, num_ws, 512)``."""
-        return self.magnitudes(motion) @ self.direction().t()
+        return self.output_scale * (self.magnitudes(motion) @ self.direction().t())

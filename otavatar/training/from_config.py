@@ -17,7 +17,7 @@ from otavatar.data.synthetic_dataset import write_synthetic_dataset
 from otavatar.errors import MissingInputError, check_positive
 from otavatar.losses.animation import AnimationLoss
 from otavatar.models.animator import Animator
-from otavatar.speed import CudaSettings, configure_cuda
+from otavatar.speed import CudaSettings, configure_cuda, flush_denormals
 from otavatar.training.distributed import DistributedContext, init_distributed, main_process_first, shutdown_distributed
 from otavatar.training.loop import RunSettings, train
 from otavatar.training.trainer import TrainerSettings
@@ -70,6 +70,7 @@ def train_from_config(cfg: DictConfig) -> Path:
     check_positive("dataset_wait_seconds", cfg.dataset_wait_seconds)
     context: DistributedContext = init_distributed(cfg.device)
     configure_cuda(cuda)
+    flush_denormals()
     try:
         animator = build_training_animator(cfg)
         loss = AnimationLoss.from_config(cfg.loss)
