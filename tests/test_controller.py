@@ -74,7 +74,7 @@ def test_output_scale_multiplies_the_motion_code_and_how_fast_it_grows():
         grown[scale] = (controller(motion).detach() - codes[scale]).norm().item()
     assert torch.allclose(codes[10.0], 10 * codes[1.0], rtol=1e-5, atol=1e-8)
     assert grown[10.0] == pytest.approx(10 * grown[1.0], rel=1e-3)
-    with pytest.raises(ValueError, match="output_scale must be positive, found 0"):
+    with pytest.raises(ValueError, match="output_scale: expected a finite number > 0, found 0"):
         MotionController(output_scale=0)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from otavatar.errors import check_positive
 from otavatar.motion import MOTION_DIM, WINDOW_LENGTH
 
 
@@ -92,8 +93,7 @@ class MotionController(nn.Module):
         output_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if not output_scale > 0:
-            raise ValueError(f"MotionController: output_scale must be positive, found {output_scale}")
+        check_positive("output_scale", output_scale)
         if WINDOW_LENGTH - 6 - 6 * mapping_layers < 1:
             raise ValueError(f"MotionController: {mapping_layers} mapping layers need a window longer than {WINDOW_LENGTH} frames")
         self.motion_dim = motion_dim
