@@ -142,6 +142,8 @@ def test_training_pairs(dataset):
     item = pairs[1]
     assert item["image"].shape == (2, 3, 64, 64) and item["motion"].shape == (2, 70, 27)
     assert item["camera"].shape == (2, 25) and item["keypoints"].shape == (2, 68, 2)
+    # Which person the item shows: index 1 and index 3 (its repeat) are the same person.
+    assert int(item["person"]) == 1 and int(pairs[3]["person"]) == 1 and int(pairs[0]["person"]) == 0
 
 
 def test_pair_sampling_follows_the_expression_weights(dataset):

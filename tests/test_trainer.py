@@ -69,6 +69,34 @@ def test_w_plus_identity_and_frozen_generator():
     assert all(torch.equal(v, before[k]) for k, v in animator.generator.state_dict().items())
 
 
+def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_checkpoint():
+    def starting_code(trainer, batch):
+        start = []
+        trainer.invert_identity(batch, on_step=lambda step, code, correction: start.append((code.clone(), correction.clone())) if step.index == 0 else None)
+        return start[0]
+
+    trainer = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_warm_start=True))
+    w_avg = trainer.ema.generator.w_avg
+    first = random_batch(0) | {"person": torch.tensor([4, 7])}
+    start, _ = starting_code(trainer, first)
+    assert torch.equal(start, w_avg.expand(2, 1, -1)), "a person seen for the first time starts from w_avg"
+    reached, reached_correction, _ = trainer.invert_identity(first)
+    second = random_batch(1) | {"person": torch.tensor([9, 4])}
+    restored = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_warm_start=True))
+    restored.load_state_dict(trainer.state_dict())
+    start, correction = starting_code(restored, second)
+    assert torch.equal(start[0], w_avg.reshape(1, -1)) and torch.equal(correction[0], torch.zeros(18))
+    assert torch.equal(start[1], reached[0]) and torch.equal(correction[1], reached_correction[0])
+    assert not torch.equal(reached[0], w_avg.reshape(1, -1))
+    # Without the switch (the paper and the release) every batch starts afresh.
+    fresh = DecouplingTrainer(micro_animator(), pixel_loss, settings())
+    fresh.load_state_dict(trainer.state_dict())
+    start, _ = starting_code(fresh, second)
+    assert torch.equal(start, w_avg.expand(2, 1, -1))
+    with pytest.raises(ValueError, match="identity_warm_start: the batch has no 'person' key"):
+        trainer.invert_identity(random_batch(2))
+
+
 def test_train_step_updates_live_networks_and_emas():
     animator = micro_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings())

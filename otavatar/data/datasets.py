@@ -93,7 +93,8 @@ class FrameSource:
 
 class TrainingPairs(Dataset):
     """Items are person ids (× ``repeat``); each gives ``frames`` frames (the release: 2) of a random video of
-    that person, drawn with replacement with probability ∝ ‖expression‖₁ + 1e-3 (expressive frames more often)."""
+    that person, drawn with replacement with probability ∝ ‖expression‖₁ + 1e-3 (expressive frames more often),
+    and ``person``: the person's index in ``persons`` (which identity code a warm-started inversion resumes)."""
 
     def __init__(self, source: FrameSource, split: str = "train", frames: int = 2, repeat: int = 100) -> None:
         self.source = source
@@ -118,7 +119,8 @@ class TrainingPairs(Dataset):
         videos = self.videos_of[self.persons[index % len(self.persons)]]
         video = videos[int(torch.randint(len(videos), ()))]
         items = [self.source.frame(video, int(frame)) for frame in self.sample_frames(video)]
-        return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        stacked = {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        return stacked | {"person": torch.tensor(index % len(self.persons))}
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Decoupling-by-inverting training (paper §3.2, §4.1).
 
-Per batch: a fresh identity code w_id (one per sample, from w_avg) is inverted with the EMA
+Per batch: a fresh identity code w_id (one per sample, from w_avg; or, with ``identity_warm_start``,
+from the code this person's last batch reached) is inverted with the EMA
 generator and the live controller — N_id sub-steps on w_id and the intrinsics correction with C
 frozen, then N_mo sub-steps on C with w_id frozen (super-resolved losses in the last ones) — then
 each frame refines C and G_eg once, and both EMAs are updated. Gradients of C and G are averaged
@@ -47,6 +48,7 @@ class TrainerSettings:
     identity_space: str = "w"
     identity_lr: float = 0.01
     identity_grad_clip: float = 1.0
+    identity_warm_start: bool = False  # True: each person's inversion resumes from its last code (needs ``person`` in the batch)
     camera_lr: float = 0.01
     optimize_camera: bool = True
     controller_optimizer: str = "adamw"  # adamw (the release) | adam (the paper)
@@ -119,6 +121,8 @@ class DecouplingTrainer:
             parameter.requires_grad_(settings.finetune_generator)
         self.iteration = 0
         self.last_identity: tuple[torch.Tensor, torch.Tensor] | None = None
+        # person index → (w_id, intrinsics correction) its last inversion reached; used with identity_warm_start.
+        self.identity_memory: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.grad_norms: dict[str, torch.Tensor] = {}
 
     # -- rendering -----------------------------------------------------------------------------
@@ -188,12 +192,11 @@ class DecouplingTrainer:
         """
         settings = self.settings
         num_frames = batch["image"].shape[1]
-        batch_size = batch["image"].shape[0]
-        device = batch["image"].device
         # Inversion renders with the EMA generator and the live controller, as the release does.
         inverting = Animator(self.ema.generator, self.animator.controller, self.animator.clamp_radius)
-        identity_code = initial_identity_code(self.ema.generator, batch_size, settings.identity_space).requires_grad_(True)
-        correction = torch.zeros(batch_size, 18, device=device, requires_grad=settings.optimize_camera)
+        identity_code, correction = self._starting_identity(batch)
+        identity_code.requires_grad_(True)
+        correction.requires_grad_(settings.optimize_camera)
         identity_optimizer = torch.optim.Adam([identity_code], lr=settings.identity_lr, betas=(0.9, 0.999))
         camera_optimizer = torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0) if settings.optimize_camera else None
         controller_parameters = list(self.animator.controller.parameters())
@@ -227,7 +230,24 @@ class DecouplingTrainer:
                 self.controller_optimizer.step()
             self.grad_norms.update(norms)
         self.animator.controller.requires_grad_(True)
+        if settings.identity_warm_start:
+            for person, code, corrected in zip(batch["person"].tolist(), identity_code.detach(), correction.detach()):
+                self.identity_memory[person] = (code.clone(), corrected.clone())
         return identity_code.detach(), correction.detach(), terms
+
+    def _starting_identity(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """w_id ``(B, 1 or num_ws, 512)`` and correction ``(B, 18)`` the inversion starts from: w_avg and zeros, or
+        with ``identity_warm_start`` each remembered person's last code and correction."""
+        batch_size = batch["image"].shape[0]
+        identity_code = initial_identity_code(self.ema.generator, batch_size, self.settings.identity_space)
+        correction = torch.zeros(batch_size, 18, device=batch["image"].device)
+        if self.settings.identity_warm_start:
+            if "person" not in batch:
+                raise InputError("trainer.identity_warm_start: the batch has no 'person' key (a dataset of TrainingPairs gives it)")
+            for row, person in enumerate(batch["person"].tolist()):
+                if person in self.identity_memory:
+                    identity_code[row], correction[row] = self.identity_memory[person]
+        return identity_code, correction
 
     def refine(self, batch: Mapping[str, torch.Tensor], identity_code: torch.Tensor, correction: torch.Tensor) -> dict:
         """One step of C (and G_eg when finetuned) per frame with w_id fixed, on the live networks."""
@@ -284,6 +304,17 @@ class DecouplingTrainer:
                 "generator": self.generator_optimizer.state_dict(),
             },
             "trainer_iteration": self.iteration,
+            "identity_memory": self._identity_memory_state(),
+        }
+
+    def _identity_memory_state(self) -> dict[str, torch.Tensor]:
+        persons = sorted(self.identity_memory)
+        codes = [self.identity_memory[p][0] for p in persons]
+        corrections = [self.identity_memory[p][1] for p in persons]
+        return {
+            "persons": torch.tensor(persons, dtype=torch.long),
+            "codes": torch.stack(codes) if codes else torch.empty(0),
+            "corrections": torch.stack(corrections) if corrections else torch.empty(0),
         }
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -294,6 +325,13 @@ class DecouplingTrainer:
         self.controller_optimizer.load_state_dict(state["optimizers"]["controller"])
         self.generator_optimizer.load_state_dict(state["optimizers"]["generator"])
         self.iteration = int(state["trainer_iteration"])
+        # Checkpoints written before identity_warm_start existed have no memory: warm starts begin afresh.
+        memory = state.get("identity_memory", {"persons": torch.empty(0, dtype=torch.long)})
+        device = self.animator.generator.w_avg.device
+        self.identity_memory = {
+            int(person): (memory["codes"][row].to(device), memory["corrections"][row].to(device))
+            for row, person in enumerate(memory["persons"].tolist())
+        }
 
 
 def host_scalars(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
