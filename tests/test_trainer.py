@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from otavatar.training import checkpointing
 from otavatar.training.schedule import inner_schedule
 from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError, TrainerSettings
 from tests.helpers import HostReads, micro_animator, pixel_loss, random_batch
@@ -69,7 +70,7 @@ def test_w_plus_identity_and_frozen_generator():
     assert all(torch.equal(v, before[k]) for k, v in animator.generator.state_dict().items())
 
 
-def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_checkpoint():
+def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_checkpoint(tmp_path):
     def starting_code(trainer, batch):
         start = []
         trainer.invert_identity(batch, on_step=lambda step, code, correction: start.append((code.clone(), correction.clone())) if step.index == 0 else None)
@@ -82,8 +83,10 @@ def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_che
     assert torch.equal(start, w_avg.expand(2, 1, -1)), "a person seen for the first time starts from w_avg"
     reached, reached_correction, _ = trainer.invert_identity(first)
     second = random_batch(1) | {"person": torch.tensor([9, 4])}
+    # Through a checkpoint file, read back as every checkpoint is (weights_only: nothing in it can run).
+    saved = checkpointing.save_checkpoint({**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {}}, tmp_path, 1, keep=1)
     restored = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_warm_start=True))
-    restored.load_state_dict(trainer.state_dict())
+    restored.load_state_dict(checkpointing.load_checkpoint(saved))
     start, correction = starting_code(restored, second)
     assert torch.equal(start[0], w_avg.reshape(1, -1)) and torch.equal(correction[0], torch.zeros(18))
     assert torch.equal(start[1], reached[0]) and torch.equal(correction[1], reached_correction[0])

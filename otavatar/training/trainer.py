@@ -194,7 +194,11 @@ class DecouplingTrainer:
         num_frames = batch["image"].shape[1]
         # Inversion renders with the EMA generator and the live controller, as the release does.
         inverting = Animator(self.ema.generator, self.animator.controller, self.animator.clamp_radius)
-        identity_code, correction = self._starting_identity(batch)
+        if settings.identity_warm_start and "person" not in batch:
+            raise InputError("trainer.identity_warm_start: the batch has no 'person' key (a dataset of TrainingPairs gives it)")
+        # Read once per batch: on a GPU each read of the indices waits for the device.
+        persons = batch["person"].tolist() if settings.identity_warm_start else []
+        identity_code, correction = self._starting_identity(batch, persons)
         identity_code.requires_grad_(True)
         correction.requires_grad_(settings.optimize_camera)
         identity_optimizer = torch.optim.Adam([identity_code], lr=settings.identity_lr, betas=(0.9, 0.999))
@@ -231,22 +235,19 @@ class DecouplingTrainer:
             self.grad_norms.update(norms)
         self.animator.controller.requires_grad_(True)
         if settings.identity_warm_start:
-            for person, code, corrected in zip(batch["person"].tolist(), identity_code.detach(), correction.detach()):
+            for person, code, corrected in zip(persons, identity_code.detach(), correction.detach()):
                 self.identity_memory[person] = (code.clone(), corrected.clone())
         return identity_code.detach(), correction.detach(), terms
 
-    def _starting_identity(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """w_id ``(B, 1 or num_ws, 512)`` and correction ``(B, 18)`` the inversion starts from: w_avg and zeros, or
-        with ``identity_warm_start`` each remembered person's last code and correction."""
+    def _starting_identity(self, batch: Mapping[str, torch.Tensor], persons: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """w_id ``(B, 1 or num_ws, 512)`` and correction ``(B, 18)`` the inversion starts from: w_avg and zeros,
+        then for each of ``persons`` (the batch's, with ``identity_warm_start``) that is remembered, its last code and correction."""
         batch_size = batch["image"].shape[0]
         identity_code = initial_identity_code(self.ema.generator, batch_size, self.settings.identity_space)
         correction = torch.zeros(batch_size, 18, device=batch["image"].device)
-        if self.settings.identity_warm_start:
-            if "person" not in batch:
-                raise InputError("trainer.identity_warm_start: the batch has no 'person' key (a dataset of TrainingPairs gives it)")
-            for row, person in enumerate(batch["person"].tolist()):
-                if person in self.identity_memory:
-                    identity_code[row], correction[row] = self.identity_memory[person]
+        for row, person in enumerate(persons):
+            if person in self.identity_memory:
+                identity_code[row], correction[row] = self.identity_memory[person]
         return identity_code, correction
 
     def refine(self, batch: Mapping[str, torch.Tensor], identity_code: torch.Tensor, correction: torch.Tensor) -> dict:
@@ -304,17 +305,7 @@ class DecouplingTrainer:
                 "generator": self.generator_optimizer.state_dict(),
             },
             "trainer_iteration": self.iteration,
-            "identity_memory": self._identity_memory_state(),
-        }
-
-    def _identity_memory_state(self) -> dict[str, torch.Tensor]:
-        persons = sorted(self.identity_memory)
-        codes = [self.identity_memory[p][0] for p in persons]
-        corrections = [self.identity_memory[p][1] for p in persons]
-        return {
-            "persons": torch.tensor(persons, dtype=torch.long),
-            "codes": torch.stack(codes) if codes else torch.empty(0),
-            "corrections": torch.stack(corrections) if corrections else torch.empty(0),
+            "identity_memory": dict(self.identity_memory),
         }
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -326,11 +317,9 @@ class DecouplingTrainer:
         self.generator_optimizer.load_state_dict(state["optimizers"]["generator"])
         self.iteration = int(state["trainer_iteration"])
         # Checkpoints written before identity_warm_start existed have no memory: warm starts begin afresh.
-        memory = state.get("identity_memory", {"persons": torch.empty(0, dtype=torch.long)})
         device = self.animator.generator.w_avg.device
         self.identity_memory = {
-            int(person): (memory["codes"][row].to(device), memory["corrections"][row].to(device))
-            for row, person in enumerate(memory["persons"].tolist())
+            int(person): (code.to(device), correction.to(device)) for person, (code, correction) in state.get("identity_memory", {}).items()
         }
 
 
