@@ -78,6 +78,23 @@ def test_output_scale_multiplies_the_motion_code_and_how_fast_it_grows():
         MotionController(output_scale=0)
 
 
+def test_shared_offset_controller_gives_every_layer_the_same_code_and_equals_the_release_with_zero_layer_rows():
+    """layer_offsets=False: w_x is one W offset on every layer, the release's C whose per-layer rows are zero."""
+    torch.manual_seed(0)
+    motion = torch.randn(3, 70, 27)
+    shared = MotionController(num_ws=4, layer_offsets=False)
+    w_x = shared(motion)
+    assert w_x.shape == (3, 4, 512)
+    assert torch.equal(w_x, w_x[:, :1].expand(-1, 4, -1))
+    release = MotionController(num_ws=4)
+    state = shared.state_dict()
+    head = "mapping_Refine.10"
+    state[f"{head}.weight"] = torch.cat([state[f"{head}.weight"], torch.zeros(4 * 20, 256)])
+    state[f"{head}.bias"] = torch.cat([state[f"{head}.bias"], torch.zeros(4 * 20)])
+    release.load_state_dict(state)
+    assert torch.allclose(release(motion), w_x, atol=1e-6)
+
+
 def test_controller_rejects_wrong_window():
     with pytest.raises(ValueError, match=r"expected motion of shape \(B, 70, 27\), found \(1, 70, 20\)"):
         MotionController()(torch.zeros(1, 70, 20))

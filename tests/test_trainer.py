@@ -12,8 +12,11 @@ import torch.multiprocessing as mp
 
 from otavatar.training import checkpointing
 from otavatar.training.schedule import inner_schedule
+from otavatar.config import build_animator
+from otavatar.errors import InputError
+from otavatar.training.motion_targets import MotionTargetBuffer, regression_loss
 from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError, TrainerSettings
-from tests.helpers import HostReads, micro_animator, pixel_loss, random_batch
+from tests.helpers import HostReads, micro_animator, micro_config, pixel_loss, random_batch
 
 
 def settings(**overrides) -> TrainerSettings:
@@ -98,6 +101,68 @@ def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_che
     assert torch.equal(start, w_avg.expand(2, 1, -1))
     with pytest.raises(ValueError, match="identity_warm_start: the batch has no 'person' key"):
         trainer.invert_identity(random_batch(2))
+
+
+@pytest.mark.parametrize("layer_offsets", [True, False])
+def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, layer_offsets):
+    """motion_target_steps: each frame's w_x is fitted from C(x) with w_id and C frozen (the rendering loss falls),
+    stored with x, and C's motion sub-steps regress onto the stored codes; the refinement then finetunes G alone."""
+    torch.manual_seed(0)
+    config = micro_config()
+    config.controller.layer_offsets = layer_offsets
+    animator = build_animator(config)
+    animator.generator.backbone.mapping.w_avg.normal_(0, 0.5)
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
+    batch = random_batch(0)
+    fitted_losses = []
+
+    def fit_losses(step, identity_code, correction):
+        if step.index == trainer.settings.identity_steps:
+            codes = torch.stack([animator.controller(batch["motion"][:, f]) for f in range(2)], 1).detach()
+            fitted_losses.append(float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=codes)[0]))
+
+    identity_code, correction, terms = trainer.invert_identity(batch, on_step=fit_losses)
+    buffer = trainer.motion_targets
+    layers = animator.generator.num_ws if layer_offsets else 1
+    assert len(buffer) == 4 and buffer.code[:4].shape == (4, layers, 512)
+    assert torch.equal(buffer.motion[:4], batch["motion"].flatten(0, 1))
+    fitted = buffer.code[:4].reshape(2, 2, layers, 512).expand(-1, -1, animator.generator.num_ws, -1)
+    after = float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=fitted)[0])
+    assert after < fitted_losses[0]
+    assert {"motion_target/raw", "motion_target/regression"} <= set(terms)
+    # Regression steps move C toward the fitted codes.
+    with torch.no_grad():
+        before = regression_loss(animator.controller(buffer.motion[:4]), buffer.code[:4])
+    for _ in range(20):
+        trainer._regress_controller(8)
+    with torch.no_grad():
+        assert regression_loss(animator.controller(buffer.motion[:4]), buffer.code[:4]) < 0.5 * before
+    # The refinement finetunes G and leaves C to the targets.
+    controller_state = copy.deepcopy(animator.controller.state_dict())
+    generator_state = copy.deepcopy(animator.generator.state_dict())
+    trainer.refine(batch, identity_code, correction)
+    assert all(torch.equal(v, controller_state[k]) for k, v in animator.controller.state_dict().items())
+    assert any(not torch.equal(v, generator_state[k]) for k, v in animator.generator.state_dict().items())
+    # The buffer survives a checkpoint file.
+    saved = checkpointing.save_checkpoint({**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {}}, tmp_path, 1, keep=1)
+    restored = DecouplingTrainer(build_animator(config), pixel_loss, settings(motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
+    restored.load_state_dict(checkpointing.load_checkpoint(saved))
+    assert restored.motion_targets.count == 4 and torch.equal(restored.motion_targets.code, buffer.code)
+    with pytest.raises(InputError, match="trainer.motion_target_steps: fitted motion targets need schedule 'successive', found 'joint'"):
+        settings(motion_target_steps=4, schedule="joint")
+
+
+def test_motion_target_buffer_keeps_the_most_recent_pairs():
+    buffer = MotionTargetBuffer(3)
+    with pytest.raises(ValueError, match="nothing stored yet"):
+        buffer.sample(1)
+    for value in range(5):
+        buffer.add(torch.full((1, 70, 27), float(value)), torch.full((1, 1, 512), float(value)))
+    assert len(buffer) == 3 and buffer.count == 5
+    assert sorted(buffer.code[:, 0, 0].tolist()) == [2.0, 3.0, 4.0]
+    motion, code = buffer.sample(16)
+    assert motion.shape == (16, 70, 27) and code.shape == (16, 1, 512)
+    assert torch.equal(motion[:, 0, 0], code[:, 0, 0]) and set(code[:, 0, 0].tolist()) <= {2.0, 3.0, 4.0}
 
 
 def test_train_step_updates_live_networks_and_emas():

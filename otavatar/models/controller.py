@@ -76,6 +76,10 @@ class MotionController(nn.Module):
             about the learning rate whatever the loss's scale, so w_x can only grow as fast as that
             allows; a factor s lets it grow s× faster toward motion codes much larger than C's initial
             output (the tiny generator's expression offsets are 7–20 per W+ layer).
+        layer_offsets: one offset per synthesis layer (w_x in W+, the release's); False gives one
+            offset in W shared by every layer. The renderer's gradient then reaches C summed over the
+            layers, which on the tiny generator points at the expression far more consistently than
+            the per-layer gradient (one coarse layer's part is large and unrelated to expression).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class MotionController(nn.Module):
         shortcut: bool = True,
         codebook_init_std: float = 1.0,
         output_scale: float = 1.0,
+        layer_offsets: bool = True,
     ) -> None:
         super().__init__()
         check_positive("output_scale", output_scale)
@@ -101,13 +106,14 @@ class MotionController(nn.Module):
         self.directions = directions
         self.shortcut = shortcut
         self.output_scale = output_scale
+        self.layer_offsets = layer_offsets
         self.mlp_layers = mlp_layers
         self.mapping_3DMM = TemporalEncoder(motion_dim, descriptor_nc, mapping_layers)
         shared = nn.Linear(descriptor_nc, descriptor_nc)
         layers: list[nn.Module] = []
         for _ in range(mlp_layers):
             layers += [shared if tied_mlp else nn.Linear(descriptor_nc, descriptor_nc), nn.LeakyReLU(0.1)]
-        layers.append(nn.Linear(descriptor_nc, (num_ws + 1) * directions))
+        layers.append(nn.Linear(descriptor_nc, ((num_ws + 1) if layer_offsets else 1) * directions))
         self.mapping_Refine = nn.Sequential(*layers)
         self.direction = OrthogonalCodebook(w_dim, directions, codebook_init_std)
         self._init_weights()
@@ -138,7 +144,7 @@ class MotionController(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def magnitudes(self, motion: torch.Tensor) -> torch.Tensor:
-        """Codebook magnitudes ``(B, num_ws, K)``: a shared row plus one row per layer."""
+        """Codebook magnitudes ``(B, num_ws, K)``: a shared row plus one row per layer (or the shared row alone)."""
         if motion.dim() != 3 or motion.shape[1] != self.motion_dim or motion.shape[2] != WINDOW_LENGTH:
             raise ValueError(
                 f"controller: expected motion of shape (B, {self.motion_dim}, {WINDOW_LENGTH}), found {tuple(motion.shape)}"
@@ -150,6 +156,8 @@ class MotionController(nn.Module):
             out = self.mapping_Refine[hidden_end:](feature)
         else:
             out = self.mapping_Refine(feature)
+        if not self.layer_offsets:
+            return out[:, None].expand(-1, self.num_ws, -1)
         out = out.view(-1, self.num_ws + 1, self.directions)
         return out[:, :1] + out[:, 1:]
 

@@ -4,7 +4,9 @@ Per batch: a fresh identity code w_id (one per sample, from w_avg; or, with ``id
 from the code this person's last batch reached) is inverted with the EMA
 generator and the live controller — N_id sub-steps on w_id and the intrinsics correction with C
 frozen, then N_mo sub-steps on C with w_id frozen (super-resolved losses in the last ones) — then
-each frame refines C and G_eg once, and both EMAs are updated. Gradients of C and G are averaged
+each frame refines C and G_eg once, and both EMAs are updated. With ``motion_target_steps`` (off by
+default; :mod:`otavatar.training.motion_targets`) the N_mo sub-steps regress C onto motion codes
+fitted to the batch's frames instead, and the refinement finetunes G_eg alone. Gradients of C and G are averaged
 over processes; identity codes stay local. As in the release, the density regularisers of the
 inversion sample the EMA generator's tri-planes through the live generator's decoder.
 """
@@ -24,6 +26,7 @@ from otavatar.inversion import correct_intrinsics, initial_identity_code
 from otavatar.models.animator import Animator
 from otavatar.training.distributed import average_gradients, sum_over_processes
 from otavatar.training.ema import update_ema
+from otavatar.training.motion_targets import MotionTargetBuffer, regression_loss
 from otavatar.training.schedule import SubStep, inner_schedule
 
 FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -69,6 +72,9 @@ class TrainerSettings:
     refine_super_resolve: bool = True
     deterministic_rendering: bool = False
     amp: str = "none"
+    motion_target_steps: int = 0  # k > 0: C regresses onto per-frame w_x fitted by k Adam steps (the paper: 0, C learns through the renderer)
+    motion_target_lr: float = 0.05
+    motion_target_buffer: int = 512  # fitted (x, w_x) pairs C regresses onto, the most recent kept
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +90,10 @@ class TrainerSettings:
         if self.amp not in ("none", "bf16"):
             raise InputError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
         inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
+        if self.motion_target_steps < 0:
+            raise InputError(f"trainer.motion_target_steps: expected >= 0, found {self.motion_target_steps}")
+        if self.motion_target_steps and self.schedule != "successive":
+            raise InputError(f"trainer.motion_target_steps: fitted motion targets need schedule 'successive', found {self.schedule!r}")
 
 
 def trainable_generator_parameters(generator: nn.Module, which: str) -> list[nn.Parameter]:
@@ -124,19 +134,24 @@ class DecouplingTrainer:
         # person index → (w_id, intrinsics correction) its last inversion reached; used with identity_warm_start.
         self.identity_memory: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.grad_norms: dict[str, torch.Tensor] = {}
+        self.motion_targets = MotionTargetBuffer(settings.motion_target_buffer) if settings.motion_target_steps else None
 
     # -- rendering -----------------------------------------------------------------------------
 
-    def _render_frame(self, animator: Animator, identity_code, correction, batch, frame: int, super_resolve: bool) -> dict:
+    def _render_frame(self, animator: Animator, identity_code, correction, batch, frame: int, super_resolve: bool, motion_code=None) -> dict:
         camera = correct_intrinsics(batch["camera"][:, frame], correction)
         return animator.render(
             identity_code, batch["motion"][:, frame], camera, noise_mode="const", clamp=self.settings.clamp_ws,
             neural_rendering_resolution=self.settings.neural_rendering_resolution, super_resolve=super_resolve,
-            deterministic=self.settings.deterministic_rendering,
+            deterministic=self.settings.deterministic_rendering, motion_code=motion_code,
         )
 
-    def _frames_loss(self, animator: Animator, identity_code, correction, batch, super_resolve: bool, frames: Iterable[int], density_generator=None):
-        """Summed loss of ``frames``; the density terms use ``density_generator``'s decoder (default: ``animator``'s)."""
+    def _frames_loss(
+        self, animator: Animator, identity_code, correction, batch, super_resolve: bool, frames: Iterable[int], density_generator=None,
+        motion_codes: torch.Tensor | None = None,
+    ):
+        """Summed loss of ``frames``; the density terms use ``density_generator``'s decoder (default: ``animator``'s);
+        ``motion_codes`` ``(B, F, num_ws, 512)`` replace C(x) when given."""
         total = 0.0
         terms: dict[str, torch.Tensor] = {}
         device_type = batch["image"].device.type
@@ -144,7 +159,9 @@ class DecouplingTrainer:
         autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.settings.amp == "bf16" and device_type == "cuda")
         for frame in frames:
             with autocast:
-                output = self._render_frame(animator, identity_code, correction, batch, frame, super_resolve)
+                output = self._render_frame(
+                    animator, identity_code, correction, batch, frame, super_resolve, None if motion_codes is None else motion_codes[:, frame]
+                )
                 target = {"image": batch["image"][:, frame], "keypoints": batch["keypoints"][:, frame]}
                 loss, frame_terms = self.frame_loss(output, target, super_resolve=super_resolve, generator=animator.generator if density_generator is None else density_generator)
             total = total + loss.float()
@@ -208,6 +225,11 @@ class DecouplingTrainer:
         for step in inner_schedule(settings.identity_steps, settings.motion_steps, settings.schedule, settings.sr_steps):
             if on_step is not None:
                 on_step(step, identity_code.detach(), correction.detach())
+            if step.update_controller and self.motion_targets is not None:
+                if step.index == settings.identity_steps:
+                    terms = self._fit_motion_targets(inverting, identity_code.detach(), correction.detach(), batch)
+                terms["motion_target/regression"] = self._regress_controller(2 * batch["image"].shape[0] * num_frames)
+                continue
             identity_code.requires_grad_(step.update_identity)
             correction.requires_grad_(step.update_identity and settings.optimize_camera)
             self.animator.controller.requires_grad_(step.update_controller)
@@ -239,6 +261,44 @@ class DecouplingTrainer:
                 self.identity_memory[person] = (code.clone(), corrected.clone())
         return identity_code.detach(), correction.detach(), terms
 
+    def _fit_motion_targets(self, animator: Animator, identity_code, correction, batch) -> dict:
+        """Fit each frame's w_x by ``motion_target_steps`` Adam steps on the neural-rendering loss from C(x) (w_id
+        and C frozen) and store them with x; returns the last step's terms."""
+        settings = self.settings
+        frames = batch["image"].shape[1]
+        num_ws = animator.generator.num_ws
+        layers = num_ws if animator.controller.layer_offsets else 1
+        with torch.no_grad():
+            start = torch.stack([animator.controller(batch["motion"][:, frame]) for frame in range(frames)], 1)
+        code = start[:, :, :layers].clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([code], lr=settings.motion_target_lr)
+        self.animator.controller.requires_grad_(False)
+        for _ in range(settings.motion_target_steps):
+            motion_codes = code.expand(-1, -1, num_ws, -1)
+            loss, terms = self._frames_loss(animator, identity_code, correction, batch, False, range(frames), self.animator.generator, motion_codes)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.animator.controller.requires_grad_(True)
+        self.motion_targets.add(batch["motion"].flatten(0, 1), code.detach().flatten(0, 1))
+        return {f"motion_target/{name}": value for name, value in terms.items()}
+
+    def _regress_controller(self, pairs: int) -> torch.Tensor:
+        """One step of C toward ``pairs`` fitted codes drawn from the buffer."""
+        motion, target = self.motion_targets.sample(pairs)
+        controller_parameters = list(self.animator.controller.parameters())
+        loss = regression_loss(self.animator.controller(motion), target)
+        terms: dict = {}
+        loss = self._with_controller_l1(loss, terms)
+        self.controller_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(controller_parameters, self.world_size)
+        norms = {"inversion_controller": torch.nn.utils.clip_grad_norm_(controller_parameters, self.settings.controller_grad_clip)}
+        self._require_finite(loss, terms, norms)
+        self.controller_optimizer.step()
+        self.grad_norms.update(norms)
+        return loss.detach()
+
     def _starting_identity(self, batch: Mapping[str, torch.Tensor], persons: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """w_id ``(B, 1 or num_ws, 512)`` and correction ``(B, 18)`` the inversion starts from: w_avg and zeros,
         then for each of ``persons`` (the batch's, with ``identity_warm_start``) that is remembered, its last code and correction."""
@@ -251,26 +311,36 @@ class DecouplingTrainer:
         return identity_code, correction
 
     def refine(self, batch: Mapping[str, torch.Tensor], identity_code: torch.Tensor, correction: torch.Tensor) -> dict:
-        """One step of C (and G_eg when finetuned) per frame with w_id fixed, on the live networks."""
+        """One step of C (and G_eg when finetuned) per frame with w_id fixed, on the live networks; with fitted
+        motion targets, of G_eg alone (C learns only from the targets)."""
         settings = self.settings
         terms: dict = {}
+        refine_controller = self.motion_targets is None
+        if not (refine_controller or settings.finetune_generator):
+            return terms
         controller_parameters = list(self.animator.controller.parameters())
+        self.animator.controller.requires_grad_(refine_controller)
         for frame in range(batch["image"].shape[1]):
             loss, terms = self._frames_loss(self.animator, identity_code, correction, batch, settings.refine_super_resolve, [frame])
-            loss = self._with_controller_l1(loss, terms)
-            self.controller_optimizer.zero_grad(set_to_none=True)
+            norms = {}
+            if refine_controller:
+                loss = self._with_controller_l1(loss, terms)
+                self.controller_optimizer.zero_grad(set_to_none=True)
             self.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            average_gradients(controller_parameters, self.world_size)
-            norms = {"controller": torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)}
+            if refine_controller:
+                average_gradients(controller_parameters, self.world_size)
+                norms["controller"] = torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
             if settings.finetune_generator:
                 average_gradients(self.generator_parameters, self.world_size)
                 norms["generator"] = torch.nn.utils.clip_grad_norm_(self.generator_parameters, settings.generator_grad_clip)
             self._require_finite(loss, terms, norms)
-            self.controller_optimizer.step()
+            if refine_controller:
+                self.controller_optimizer.step()
             if settings.finetune_generator:
                 self.generator_optimizer.step()
             self.grad_norms.update(norms)
+        self.animator.controller.requires_grad_(True)
         return terms
 
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
@@ -306,6 +376,7 @@ class DecouplingTrainer:
             },
             "trainer_iteration": self.iteration,
             "identity_memory": dict(self.identity_memory),
+            **({"motion_targets": self.motion_targets.state_dict()} if self.motion_targets is not None else {}),
         }
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -321,6 +392,8 @@ class DecouplingTrainer:
         self.identity_memory = {
             int(person): (code.to(device), correction.to(device)) for person, (code, correction) in state.get("identity_memory", {}).items()
         }
+        if self.motion_targets is not None and "motion_targets" in state:
+            self.motion_targets.load_state_dict(state["motion_targets"])
 
 
 def host_scalars(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
