@@ -39,7 +39,7 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
     torch.save({"state_dict": SyntheticMotionRegressor().state_dict()}, regressor)
     config = tmp_path / "benchmark.yaml"
     config.write_text(json.dumps({
-        "train_overrides": ["experiment=tiny_synthetic", f"data.root={dataset}", *MICRO],
+        "train_overrides": ["experiment=tiny_synthetic", "trainer=cpu", f"data.root={dataset}", *MICRO],
         "iterations": 1, "run_root": "runs", "out": "results", "sources": 1, "frames": 4, "w_steps": 2, "w_plus_steps": 1, "inversion_loss": "offline_l1",
         "variants": {
             "decoupling": {"label": "decoupling (2/1)", "overrides": ["trainer.motion_steps=1"], "seeds": [0, 1]},
