@@ -150,6 +150,8 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
     assert restored.motion_targets.count == 4 and torch.equal(restored.motion_targets.code, buffer.code)
     with pytest.raises(InputError, match="trainer.motion_target_steps: fitted motion targets need schedule 'successive', found 'joint'"):
         settings(motion_target_steps=4, schedule="joint")
+    with pytest.raises(InputError, match="trainer.motion_target_buffer: expected a finite number > 0, found 0"):
+        settings(motion_target_steps=4, motion_target_buffer=0)
 
 
 def test_motion_target_buffer_keeps_the_most_recent_pairs():

@@ -19,8 +19,6 @@ class MotionTargetBuffer:
     (L = 1 for a controller with one offset for all layers, num_ws otherwise); the oldest are replaced first."""
 
     def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"motion target buffer: expected a capacity >= 1, found {capacity}")
         self.capacity = capacity
         self.motion: torch.Tensor | None = None
         self.code: torch.Tensor | None = None

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from otavatar.errors import InputError
+from otavatar.errors import InputError, check_positive
 from otavatar.inversion import correct_intrinsics, initial_identity_code
 from otavatar.models.animator import Animator
 from otavatar.training.distributed import average_gradients, sum_over_processes
@@ -92,6 +92,8 @@ class TrainerSettings:
         inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
         if self.motion_target_steps < 0:
             raise InputError(f"trainer.motion_target_steps: expected >= 0, found {self.motion_target_steps}")
+        check_positive("trainer.motion_target_lr", self.motion_target_lr)
+        check_positive("trainer.motion_target_buffer", self.motion_target_buffer)
         if self.motion_target_steps and self.schedule != "successive":
             raise InputError(f"trainer.motion_target_steps: fitted motion targets need schedule 'successive', found {self.schedule!r}")
 
@@ -225,14 +227,14 @@ class DecouplingTrainer:
         for step in inner_schedule(settings.identity_steps, settings.motion_steps, settings.schedule, settings.sr_steps):
             if on_step is not None:
                 on_step(step, identity_code.detach(), correction.detach())
+            identity_code.requires_grad_(step.update_identity)
+            correction.requires_grad_(step.update_identity and settings.optimize_camera)
+            self.animator.controller.requires_grad_(step.update_controller)
             if step.update_controller and self.motion_targets is not None:
                 if step.index == settings.identity_steps:
                     terms = self._fit_motion_targets(inverting, identity_code.detach(), correction.detach(), batch)
                 terms["motion_target/regression"] = self._regress_controller(2 * batch["image"].shape[0] * num_frames)
                 continue
-            identity_code.requires_grad_(step.update_identity)
-            correction.requires_grad_(step.update_identity and settings.optimize_camera)
-            self.animator.controller.requires_grad_(step.update_controller)
             loss, terms = self._frames_loss(inverting, identity_code, correction, batch, step.super_resolve, range(num_frames), self.animator.generator)
             if step.update_controller:
                 loss = self._with_controller_l1(loss, terms)
@@ -272,14 +274,12 @@ class DecouplingTrainer:
             start = torch.stack([animator.controller(batch["motion"][:, frame]) for frame in range(frames)], 1)
         code = start[:, :, :layers].clone().requires_grad_(True)
         optimizer = torch.optim.Adam([code], lr=settings.motion_target_lr)
-        self.animator.controller.requires_grad_(False)
         for _ in range(settings.motion_target_steps):
             motion_codes = code.expand(-1, -1, num_ws, -1)
             loss, terms = self._frames_loss(animator, identity_code, correction, batch, False, range(frames), self.animator.generator, motion_codes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        self.animator.controller.requires_grad_(True)
         self.motion_targets.add(batch["motion"].flatten(0, 1), code.detach().flatten(0, 1))
         return {f"motion_target/{name}": value for name, value in terms.items()}
 
