@@ -52,7 +52,7 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
     synthetic = model_config.get("motion_space", "3dmm") == "synthetic"
     settings = PreprocessSettings(size=512, increase=crop_increase(model_config))
     portrait = align_portrait(path, settings, Extractors(settings, coefficients=not synthetic and rows is None))
-    image = np.asarray(Image.fromarray(portrait.image).resize((size, size), Image.Resampling.LANCZOS))
+    image = np.array(Image.fromarray(portrait.image).resize((size, size), Image.Resampling.LANCZOS))
     landmarks = read_landmark_motion(portrait.keypoints[None], np.ones(1, bool), settings.size)
     pose_camera, pose_source = condition_to_camera(torch.from_numpy(landmarks.condition), smoothing="none"), "PnP head pose (landmarks)"
     if rows is not None:
