@@ -170,17 +170,22 @@ def add_inversion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="an otavatar training checkpoint or the release's")
     parser.add_argument("--coeffs", help="the portrait's 3DMM coefficients (257/260/70 values); default: regressed, or neutral")
     parser.add_argument("--loss", default="offline_l1", help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
-    parser.add_argument("--schedule", default="fast", choices=inversion_presets(),
-                        help="inversion schedule of configs/inversion: fast (5 W + 50 W+ steps) or release (100 W + 100 W+)")
-    parser.add_argument("--w-steps", type=at_least(1), help="override the schedule's W steps")
-    parser.add_argument("--w-plus-steps", type=at_least(0), help="override the schedule's W+ steps")
-    parser.add_argument("--lr", type=positive, help="override the schedule's learning rate")
+    add_schedule_arguments(parser)
     parser.add_argument("--pti", action="store_true", help="then finetune the generator on the portrait (pivotal tuning, as the "
                         "release's: SmoothL1 on the raw image, stopping at LPIPS ≤ 0.06 when the AlexNet file is installed)")
     parser.add_argument("--pti-steps", type=at_least(0), default=50)
     parser.add_argument("--pti-lr", type=positive, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=available_device, default="cpu")
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser, default: str = "fast") -> None:
+    """``--schedule`` (a preset of configs/inversion) and its overrides, read back by :func:`inversion_settings`."""
+    parser.add_argument("--schedule", default=default, choices=inversion_presets(),
+                        help="inversion schedule of configs/inversion: fast (5 W + 50 W+ steps) or release (100 W + 100 W+)")
+    parser.add_argument("--w-steps", type=at_least(1), help="override the schedule's W steps")
+    parser.add_argument("--w-plus-steps", type=at_least(0), help="override the schedule's W+ steps")
+    parser.add_argument("--lr", type=positive, help="override the schedule's learning rate")
 
 
 def inversion_settings(args: argparse.Namespace) -> InversionSettings:

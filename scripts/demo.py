@@ -6,7 +6,7 @@ draws. Writes OUT/demo.mp4 (source | driving | result | ground truth), OUT/conta
 OUT/metrics.json, and prints one line with the cross-identity PSNR, region PSNR (eye and mouth boxes),
 AED and LPIPS, beside the baselines'.
 
-    python scripts/demo.py [--checkpoint pretrained/otavatar_tiny.pt] [--out outputs/demo]
+    python scripts/demo.py [--checkpoint pretrained/otavatar_tiny.pt] [--out outputs/demo] [--schedule fast|release]
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, at_least, available_device, load_model, script
+from otavatar.cli import (
+    DEFAULT_CHECKPOINT, ScriptParser, add_schedule_arguments, at_least, available_device, inversion_settings, load_model, script,
+)
 from otavatar.config import load_loss_preset
 from otavatar.evaluation.demo import DemoSettings, run_demo
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
@@ -42,8 +44,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=DemoSettings.seed, help="draws the two held-out identities")
     parser.add_argument("--alexnet", help="LPIPS backbone (alexnet-owt-7be5be79.pth); without it LPIPS is n/a")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
-    parser.add_argument("--w-steps", type=at_least(1), default=DemoSettings.w_steps)
-    parser.add_argument("--w-plus-steps", type=at_least(0), default=DemoSettings.w_plus_steps)
+    add_schedule_arguments(parser)
     parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss")
     parser.add_argument("--device", type=available_device, default="cpu")
     args = parser.parse_args(argv)
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> None:
     frame_loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
     extractors = build_extractors("synthetic", ExtractorPaths(alexnet=args.alexnet, synthetic_regressor=args.synthetic_regressor), args.device, fid=False)
     metrics = run_demo(animator, frame_loss, lambda: MetricSuite(extractors, device=args.device), args.out,
-                       DemoSettings(seed=args.seed, frames=args.frames, w_steps=args.w_steps, w_plus_steps=args.w_plus_steps))
+                       DemoSettings(seed=args.seed, frames=args.frames, inversion=inversion_settings(args)))
     ours = metrics["otavatar"]
     print(
         f"demo: cross-identity PSNR / region PSNR / AED vs ground truth {_scores(ours)} (baselines: static {_scores(metrics['static_baseline'])}, "

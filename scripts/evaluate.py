@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from otavatar.cli import (DEFAULT_CHECKPOINT, ScriptParser, add_speed_arguments, at_least, available_device, inference_speed,
-                          inversion_settings, load_model, positive, script)
-from otavatar.config import inversion_presets, load_loss_preset
+from otavatar.cli import (DEFAULT_CHECKPOINT, ScriptParser, add_schedule_arguments, add_speed_arguments, at_least, available_device,
+                          inference_speed, inversion_settings, load_model, script)
+from otavatar.config import load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.evaluation.protocols import BASELINES, PROTOCOLS, SYNTHETIC_ONLY_BASELINES
@@ -69,10 +69,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
     parser.add_argument("--loss", default=None, help="inversion loss preset of configs/loss (default: release, which needs VGG19 and "
                         "ArcFace, on real-data protocols; offline_l1 on synthetic_* protocols)")
-    parser.add_argument("--schedule", default="release", choices=inversion_presets(), help="inversion schedule of configs/inversion")
-    parser.add_argument("--w-steps", type=at_least(1), help="override the schedule's W steps")
-    parser.add_argument("--w-plus-steps", type=at_least(0), help="override the schedule's W+ steps")
-    parser.add_argument("--lr", type=positive, help="override the schedule's learning rate")
+    add_schedule_arguments(parser, default="release")  # the release's protocol
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=available_device, default="cpu")
     add_speed_arguments(parser)

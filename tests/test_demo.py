@@ -22,7 +22,7 @@ def test_demo_writes_video_contact_sheet_and_metrics(tmp_path):
     out = tmp_path / "demo"
     run = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "demo.py"), "--checkpoint", str(checkpoint), "--out", str(out), "--frames", "8",
-         "--w-steps", "3", "--w-plus-steps", "2", "--synthetic-regressor", str(regressor)],
+         "--schedule", "release", "--w-steps", "3", "--w-plus-steps", "2", "--synthetic-regressor", str(regressor)],
         capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -36,6 +36,8 @@ def test_demo_writes_video_contact_sheet_and_metrics(tmp_path):
     # The true head with the source's expression differs from the ground truth only where expression lives.
     assert metrics["ground_truth_static"]["region_psnr"] < metrics["ground_truth_static"]["psnr"]
     assert metrics["frames"] == 8 and "definitions" in metrics
+    # The release's schedule with the steps given on the command line (the demo's default is fast).
+    assert {key: metrics["inversion"][key] for key in ("w_steps", "w_plus_steps", "lr", "sr_steps")} == {"w_steps": 3, "w_plus_steps": 2, "lr": 0.01, "sr_steps": 10}
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out / "demo.mp4"))
     assert frames == 8
     assert next(imageio_ffmpeg.read_frames(str(out / "demo.mp4")))["size"] == (4 * 128, 128)  # source | driving | result | truth

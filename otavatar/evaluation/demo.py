@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -39,9 +39,8 @@ class DemoSettings:
     frames: int = 48
     fps: float = 12.0
     camera_swing: float = 0.35  # yaw amplitude (radians) added to the driver's head pose
-    w_steps: int = 100
-    w_plus_steps: int = 100
     sheet_rows: int = 6
+    inversion: InversionSettings = field(default_factory=InversionSettings)  # the source portrait's schedule
 
 
 def run_demo(
@@ -56,9 +55,10 @@ def run_demo(
     device = animator.generator.w_avg.device
     source_video, driver_video = sample_videos(resolution, settings.frames, settings.seed)
     target = {key: value.to(device) for key, value in frame_target(source_video).items()}
-    log(f"inverting the source portrait ({settings.w_steps} W + {settings.w_plus_steps} W+ steps)")
+    schedule = settings.inversion
+    log(f"inverting the source portrait ({schedule.w_steps} W + {schedule.w_plus_steps} W+ steps, lr {schedule.lr})")
     inversion_started = time.perf_counter()
-    result = invert(animator, target, frame_loss, InversionSettings(w_steps=settings.w_steps, w_plus_steps=settings.w_plus_steps))
+    result = invert(animator, target, frame_loss, schedule)
     avatar = Avatar(result.identity, result.correction, target["motion"], time.perf_counter() - inversion_started)
 
     swing = settings.camera_swing * torch.sin(2 * math.pi * torch.arange(settings.frames) / settings.frames)
@@ -94,6 +94,7 @@ def run_demo(
         "still_baseline": suites().score_video(still, source_image, ground_truth, True, shared, keypoints),
         "ground_truth_static": suites().score_video(static_truth, source_image, ground_truth, True, shared, keypoints),
         "reconstruction_psnr": psnr(result.reconstruction.cpu(), source_image).item(),
+        "inversion": asdict(schedule),
         "seconds": {"inversion": avatar.seconds, "reenactment": render_seconds, "total": None},
         **scored.description(),
     }
