@@ -10,8 +10,8 @@ under the table says whether decoupling and joint training are separated by more
 spread. Writes OUT/results.json (every seed's numbers) and OUT/table.md; --update-readme puts the
 table into README.md's results section.
 
-    python scripts/disentanglement.py                    # everything: 10 trainings of 100 iterations, ≈ 17.5 h on 2 CPU cores (estimate)
-    python scripts/disentanglement.py --variants decoupling,joint --update-readme   # 4 trainings, ≈ 7 h (estimate)
+    python scripts/disentanglement.py                    # everything: 10 trainings of 100 iterations, ≈ 41 h on 2 CPU cores (estimate)
+    python scripts/disentanglement.py --variants decoupling,joint --update-readme   # 4 trainings, ≈ 16.5 h (estimate)
 """
 
 from __future__ import annotations
