@@ -40,7 +40,8 @@ class DemoSettings:
     fps: float = 12.0
     camera_swing: float = 0.35  # yaw amplitude (radians) added to the driver's head pose
     sheet_rows: int = 6
-    inversion: InversionSettings = field(default_factory=InversionSettings)  # the source portrait's schedule
+    # The source portrait's schedule; scripts/demo.py passes its --schedule preset (default fast).
+    inversion: InversionSettings = field(default_factory=InversionSettings)
 
 
 def run_demo(
