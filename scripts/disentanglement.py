@@ -10,7 +10,7 @@ under the table says whether decoupling and joint training are separated by more
 spread. Writes OUT/results.json (every seed's numbers) and OUT/table.md; --update-readme puts the
 table into README.md's results section.
 
-    python scripts/disentanglement.py                    # everything: 10 trainings of 100 iterations, ≈ 41 h on 2 CPU cores (estimate)
+    python scripts/disentanglement.py                    # everything: 11 trainings of 100 iterations, ≈ 43 h on 2 CPU cores (estimate)
     python scripts/disentanglement.py --variants decoupling,joint --update-readme   # 4 trainings, ≈ 16.5 h (estimate)
 """
 
