@@ -151,8 +151,9 @@ def test_the_n_mo_ablation_keeps_n_id_plus_n_mo_and_its_labels_say_both():
 
 def test_the_fitted_variant_trains_with_the_embedded_models_schedule():
     # The variant's trainer=cpu_fitted replaces the benchmark's trainer=cpu: the embedded recipe, not the paper's.
-    assert variant_config("fitted").trainer == compose_config(["experiment=tiny_synthetic"]).trainer
-    assert variant_config("fitted").trainer.motion_target_steps > 0 == variant_config("decoupling").trainer.motion_target_steps
+    fitted = variant_config("fitted").trainer
+    assert fitted == compose_config(["experiment=tiny_synthetic"]).trainer
+    assert fitted.motion_target_steps > 0 == variant_config("decoupling").trainer.motion_target_steps
 
 
 def test_without_the_region_loss_training_has_no_region_term():
