@@ -10,8 +10,9 @@ under the table says whether decoupling and joint training are separated by more
 spread. Writes OUT/results.json (every seed's numbers) and OUT/table.md; --update-readme puts the
 table into README.md's results section.
 
-    python scripts/disentanglement.py                    # everything: 11 trainings of 100 iterations, ≈ 43 h on 2 CPU cores (estimate)
+    python scripts/disentanglement.py                    # everything: 14 trainings of 100 iterations, ≈ 48 h on 2 CPU cores (estimate)
     python scripts/disentanglement.py --variants decoupling,joint --update-readme   # 4 trainings, ≈ 16.5 h (estimate)
+    python scripts/disentanglement.py --variants fitted,fitted_joint --seeds 1     # the embedded recipe and its joint counterpart, seed 1: 2 trainings, ≈ 2.8 h
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def main(argv: list[str]) -> None:
     parser = ScriptParser(__doc__)
     parser.add_argument("--config", type=Path, default=CONFIG_DIR / "benchmark" / "disentanglement.yaml")
     parser.add_argument("--variants", help="comma-separated subset of the config's variants")
+    parser.add_argument("--seeds", help="comma-separated subset of each variant's seeds (e.g. to train seeds in parallel processes)")
     parser.add_argument("--iterations", type=at_least(0), help="override the training budget of every variant")
     parser.add_argument("--alexnet", help="LPIPS backbone (alexnet-owt-7be5be79.pth); without it LPIPS is n/a")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
@@ -111,13 +113,18 @@ def main(argv: list[str]) -> None:
     unknown = [name for name in names if name not in cfg.variants]
     if unknown:
         parser.error(f"--variants: {unknown} are not in {args.config} (it has {list(cfg.variants)})")
-    compare = list(cfg.get("compare", []))
-    if len(compare) != 2 or not set(compare) <= set(cfg.variants):
-        raise InputError(f"{args.config}: compare: expected two of its variants {list(cfg.variants)}, found {compare}")
+    pairs = [list(pair) for pair in cfg.get("compare", [])]
+    if not pairs or any(len(pair) != 2 or not set(pair) <= set(cfg.variants) for pair in pairs):
+        raise InputError(f"{args.config}: compare: expected pairs of its variants {list(cfg.variants)}, found {pairs}")
     iterations = cfg.iterations if args.iterations is None else args.iterations
+    seeds = {name: variant_seeds(cfg.variants[name], f"{args.config}: variants.{name}.seeds") for name in names}
+    if args.seeds:
+        wanted = [int(seed) for seed in args.seeds.split(",")]
+        seeds = {name: [seed for seed in listed if seed in wanted] for name, listed in seeds.items()}
+        if not all(seeds.values()):
+            parser.error(f"--seeds {args.seeds}: no seed of {[name for name, listed in seeds.items() if not listed]} among them")
     runs = {  # every variant and seed composed and checked before anything trains
-        (name, seed): variant_training_config(cfg, name, seed, iterations, args.device, str(args.config))
-        for name in names for seed in variant_seeds(cfg.variants[name], f"{args.config}: variants.{name}.seeds")
+        (name, seed): variant_training_config(cfg, name, seed, iterations, args.device, str(args.config)) for name in names for seed in seeds[name]
     }
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +144,8 @@ def main(argv: list[str]) -> None:
         if name == names[0]:
             rows.update(baseline_rows)
 
-    summary = verdict(*compare, per_seed)
+    # A verdict for every pair this run trained a side of (the first pair's "no verdict" line when none).
+    summary = "\n\n".join(verdict(*pair, per_seed) for pair in pairs if set(pair) & set(per_seed)) or verdict(*pairs[0], per_seed)
     labels = {name: cfg.variants[name].label for name in names}
     table = disentanglement_table(rows, labels, table_header(cfg, next(iter(runs.values()))), spreads, {name: list(per_seed[name]) for name in names}, summary)
     stored = {"rows": rows, "spreads": spreads, "per_seed": {name: {f"seed_{seed}": values for seed, values in results.items()} for name, results in per_seed.items()},

@@ -45,7 +45,7 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
             "decoupling": {"label": "decoupling (2/1)", "overrides": ["trainer.motion_steps=1"], "seeds": [0, 1]},
             "joint": {"label": "joint (3)", "overrides": ["trainer.motion_steps=1", "trainer.schedule=joint"]},
         },
-        "compare": ["decoupling", "joint"],
+        "compare": [["decoupling", "joint"], ["joint", "decoupling"]],
     }))
     (tmp_path / "README.md").write_text("intro\n<!-- disentanglement:start -->\nold\n<!-- disentanglement:end -->\nrest\n")
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
@@ -78,6 +78,7 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
     assert "still baseline (source motion and camera)" in readme
     assert "| seeds | X-id PSNR ↑ | X-id REGION PSNR ↑ |" in readme and "MV AED ↓" in readme
     assert results["verdict"] in readme and "one seed only for joint" in results["verdict"]
+    assert results["verdict"].split("\n\n") == [verdict("decoupling", "joint", results["per_seed"]), verdict("joint", "decoupling", results["per_seed"])]
     # A re-run trains nothing more and reuses each evaluation while checkpoint and settings are unchanged.
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
                             "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
@@ -89,6 +90,14 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
                             "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
     assert joint.returncode == 0 and "reused from" not in joint.stdout
     assert list(json.loads((tmp_path / "results" / "results.json").read_text())["rows"]) == ["joint", "static", "still", "ground_truth_static"]
+    # --seeds picks seeds of every variant (parallel processes each train their own); a seed no variant has is refused.
+    second = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config), "--variants", "decoupling",
+                             "--seeds", "1", "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert list(json.loads((tmp_path / "results" / "results.json").read_text())["per_seed"]["decoupling"]) == ["seed_1"]
+    refused = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config), "--seeds", "1",
+                              "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "--seeds 1: no seed of ['joint'] among them" in refused.stderr
 
 
 def test_a_stored_evaluation_without_a_column_is_evaluated_anew(tmp_path):
@@ -154,6 +163,15 @@ def test_the_fitted_variant_trains_with_the_embedded_models_schedule():
     fitted = variant_config("fitted").trainer
     assert fitted == compose_config(["experiment=tiny_synthetic"]).trainer
     assert fitted.motion_target_steps > 0 == variant_config("decoupling").trainer.motion_target_steps
+
+
+def test_the_fitted_joint_variant_fits_w_id_with_the_motion_codes_in_the_same_rendering_steps():
+    fitted, joint = variant_config("fitted").trainer, variant_config("fitted_joint").trainer
+    assert (fitted.schedule, joint.schedule, joint.identity_steps) == ("successive", "joint", 0)
+    assert joint.motion_target_steps == fitted.identity_steps + fitted.motion_target_steps  # the same rendering budget per batch
+    assert {key: value for key, value in joint.items() if key not in ("schedule", "identity_steps", "motion_target_steps")} == {
+        key: value for key, value in fitted.items() if key not in ("schedule", "identity_steps", "motion_target_steps")}
+    trainer_settings(joint)  # the joint fit is a valid schedule
 
 
 def test_without_the_region_loss_training_has_no_region_term():

@@ -148,10 +148,33 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
     restored = DecouplingTrainer(build_animator(config), pixel_loss, settings(motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
     restored.load_state_dict(checkpointing.load_checkpoint(saved))
     assert restored.motion_targets.count == 4 and torch.equal(restored.motion_targets.code, buffer.code)
-    with pytest.raises(InputError, match="trainer.motion_target_steps: fitted motion targets need schedule 'successive', found 'joint'"):
+    with pytest.raises(InputError, match="trainer.motion_target_steps: fitted motion targets need schedule 'successive' or 'joint', found 'alternating'"):
+        settings(motion_target_steps=4, schedule="alternating")
+    with pytest.raises(InputError, match="trainer.identity_steps: with fitted motion targets the joint schedule fits w_id within the motion_target_steps; expected 0, found 3"):
         settings(motion_target_steps=4, schedule="joint")
     with pytest.raises(InputError, match="trainer.motion_target_buffer: expected a finite number > 0, found 0"):
         settings(motion_target_steps=4, motion_target_buffer=0)
+
+
+def test_the_joint_fit_of_motion_targets_updates_the_identity_code_with_the_codes():
+    """The fitted recipe's joint counterpart (schedule joint, N_id 0): the identity code and the correction move
+    during the motion-target fit, which lowers the rendering loss; C then only regresses."""
+    animator = micro_animator()
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(schedule="joint", identity_steps=0, motion_target_steps=4, motion_target_lr=0.005, motion_steps=2, sr_steps=0))
+    batch = random_batch(0)
+    seen = []
+    identity_code, correction, terms = trainer.invert_identity(batch, on_step=lambda step, code, corrected: seen.append((step, code.clone(), corrected.clone())))
+    assert [step.index for step, _, _ in seen] == [0, 1] and all(step.update_identity and step.update_controller for step, _, _ in seen)
+    start_code, start_correction = seen[0][1], seen[0][2]
+    assert not torch.equal(start_code, seen[1][1]) and not torch.equal(start_correction, seen[1][2])
+    assert torch.equal(seen[1][1], identity_code), "the regression steps leave w_id where the fit put it"
+    fitted = trainer.motion_targets.code[:4].unflatten(0, (2, 2)).expand(-1, -1, animator.generator.num_ws, -1)
+    with torch.no_grad():
+        codes = torch.stack([animator.controller(batch["motion"][:, f]) for f in range(2)], 1)
+    before = float(trainer._frames_loss(trainer.ema, start_code, start_correction, batch, False, range(2), motion_codes=codes)[0])
+    after = float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=fitted)[0])
+    assert after < before and "grad_norm/identity_code" in {f"grad_norm/{k}" for k in trainer.grad_norms}
+    assert {"motion_target/raw", "motion_target/regression"} <= set(terms)
 
 
 def test_motion_target_buffer_keeps_the_most_recent_pairs():

@@ -6,7 +6,8 @@ generator and the live controller — N_id sub-steps on w_id and the intrinsics 
 frozen, then N_mo sub-steps on C with w_id frozen (super-resolved losses in the last ones) — then
 each frame refines C and G_eg once, and both EMAs are updated. With ``motion_target_steps`` (off by
 default; :mod:`otavatar.training.motion_targets`) the N_mo sub-steps regress C onto motion codes
-fitted to the batch's frames instead, and the refinement finetunes G_eg alone. Gradients of C and G are averaged
+fitted to the batch's frames instead, and the refinement finetunes G_eg alone; with the ``joint`` schedule (and
+N_id = 0) that fit updates w_id and the intrinsics correction together with the codes. Gradients of C and G are averaged
 over processes; identity codes stay local. As in the release, the density regularisers of the
 inversion sample the EMA generator's tri-planes through the live generator's decoder.
 """
@@ -72,7 +73,7 @@ class TrainerSettings:
     refine_super_resolve: bool = True
     deterministic_rendering: bool = False
     amp: str = "none"
-    motion_target_steps: int = 0  # k > 0: C regresses onto per-frame w_x fitted by k Adam steps (the paper: 0, C learns through the renderer)
+    motion_target_steps: int = 0  # k > 0: C regresses onto per-frame w_x fitted by k Adam steps (the paper: 0, C learns through the renderer); joint schedule: w_id is fitted with them
     motion_target_lr: float = 0.05
     motion_target_buffer: int = 512  # fitted (x, w_x) pairs C regresses onto, the most recent kept
     extra: dict = field(default_factory=dict)
@@ -94,8 +95,13 @@ class TrainerSettings:
             raise InputError(f"trainer.motion_target_steps: expected >= 0, found {self.motion_target_steps}")
         check_positive("trainer.motion_target_lr", self.motion_target_lr)
         check_positive("trainer.motion_target_buffer", self.motion_target_buffer)
-        if self.motion_target_steps and self.schedule != "successive":
-            raise InputError(f"trainer.motion_target_steps: fitted motion targets need schedule 'successive', found {self.schedule!r}")
+        if self.motion_target_steps and self.schedule == "alternating":
+            raise InputError("trainer.motion_target_steps: fitted motion targets need schedule 'successive' or 'joint', found 'alternating'")
+        if self.motion_target_steps and self.schedule == "joint" and self.identity_steps:
+            raise InputError(
+                f"trainer.identity_steps: with fitted motion targets the joint schedule fits w_id within the motion_target_steps; "
+                f"expected 0, found {self.identity_steps}"
+            )
 
 
 def trainable_generator_parameters(generator: nn.Module, which: str) -> list[nn.Parameter]:
@@ -232,7 +238,8 @@ class DecouplingTrainer:
             self.animator.controller.requires_grad_(step.update_controller)
             if step.update_controller and self.motion_targets is not None:
                 if step.index == settings.identity_steps:
-                    terms = self._fit_motion_targets(inverting, identity_code.detach(), correction.detach(), batch)
+                    joint_optimizers = [each for each in (identity_optimizer, camera_optimizer) if each is not None] if step.update_identity else []
+                    terms = self._fit_motion_targets(inverting, identity_code, correction, batch, joint_optimizers)
                 terms["motion_target/regression"] = self._regress_controller(2 * batch["image"].shape[0] * num_frames)
                 continue
             loss, terms = self._frames_loss(inverting, identity_code, correction, batch, step.super_resolve, range(num_frames), self.animator.generator)
@@ -263,9 +270,10 @@ class DecouplingTrainer:
                 self.identity_memory[person] = (code.clone(), corrected.clone())
         return identity_code.detach(), correction.detach(), terms
 
-    def _fit_motion_targets(self, animator: Animator, identity_code, correction, batch) -> dict:
-        """Fit each frame's w_x by ``motion_target_steps`` Adam steps on the neural-rendering loss from C(x) (w_id
-        and C frozen) and store them with x; returns the last step's terms."""
+    def _fit_motion_targets(self, animator: Animator, identity_code, correction, batch, identity_optimizers: list[torch.optim.Optimizer]) -> dict:
+        """Fit each frame's w_x by ``motion_target_steps`` Adam steps on the neural-rendering loss from C(x) (C frozen;
+        w_id and the correction frozen too unless ``identity_optimizers`` step them alongside: the joint schedule)
+        and store them with x; returns the last step's terms."""
         settings = self.settings
         frames = batch["image"].shape[1]
         num_ws = animator.generator.num_ws
@@ -277,9 +285,13 @@ class DecouplingTrainer:
         for _ in range(settings.motion_target_steps):
             motion_codes = code.expand(-1, -1, num_ws, -1)
             loss, terms = self._frames_loss(animator, identity_code, correction, batch, False, range(frames), self.animator.generator, motion_codes)
-            optimizer.zero_grad(set_to_none=True)
+            for each in (optimizer, *identity_optimizers):
+                each.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            if identity_optimizers:
+                self.grad_norms["identity_code"] = torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip)
+            for each in (optimizer, *identity_optimizers):
+                each.step()
         self.motion_targets.add(batch["motion"].flatten(0, 1), code.detach().flatten(0, 1))
         return {f"motion_target/{name}": value for name, value in terms.items()}
 
