@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from otavatar.camera import FRONTAL_TRANSLATION_Z, TRACKER_FOCAL, head_pose_camera
-from otavatar.models.rendering import ray_bundle
+from otavatar.models.rendering.rays import ray_bundle
 
 IDENTITY_PARAMETERS = (
     "head_width", "face_length", "skin_tone", "hair_colour", "hair_volume",

@@ -44,7 +44,8 @@ from otavatar.evaluation.demo import contact_sheet
 from otavatar.files import atomic_write, atomic_write_text
 from otavatar.metrics.image import psnr, region_psnr
 from otavatar.models.eg3d import TriPlaneGenerator
-from otavatar.models.rendering import ImportanceRenderer, ray_bundle
+from otavatar.models.rendering.rays import ray_bundle
+from otavatar.models.rendering.renderer import ImportanceRenderer
 from otavatar.training.pretrain import ParameterEmbedding, frontal_condition
 
 DEFAULT_GENERATOR = Path("pretrained/tiny_generator.pt")

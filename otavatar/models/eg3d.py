@@ -13,7 +13,9 @@ import contextlib
 import torch
 from torch import nn
 
-from otavatar.models.rendering import ImportanceRenderer, OSGDecoder, ray_bundle
+from otavatar.models.rendering.decoder import OSGDecoder
+from otavatar.models.rendering.rays import ray_bundle
+from otavatar.models.rendering.renderer import ImportanceRenderer
 from otavatar.models.stylegan2 import StyleGAN2Backbone
 from otavatar.models.superresolution import superresolution_class
 
