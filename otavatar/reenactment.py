@@ -6,78 +6,12 @@ moving camera) share one tri-plane, so free-view rendering does not rerun the sy
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator
 
-import numpy as np
 import torch
-from PIL import Image
 
-from otavatar.assets import MissingAssetError, asset_path
-from otavatar.camera import condition_to_camera
 from otavatar.inversion import correct_intrinsics
 from otavatar.models.animator import Animator
-from otavatar.motion import motion_from_coeffs, motion_windows
-from otavatar.preprocess.cameras import condition_from_coefficients
-from otavatar.preprocess.crop import crop_increase
-from otavatar.preprocess.landmark_motion import read_landmark_motion
-from otavatar.preprocess.pipeline import REFERENCE_SIZE, Extractors, PreprocessSettings, process_media, repeat_last_detected
-from otavatar.preprocess.reading import open_media
-
-
-@dataclass
-class DrivingVideo:
-    """A driving video after preprocessing: motion windows x ``(N, 70, 27)`` (in the model's motion space),
-    cameras p ``(N, 25)``, its face crops ``(N, 3, S, S)`` in [−1, 1] at the model's size, its frame rate,
-    ``keypoints`` ``(N, 68, 2)`` in pixels of the crops, ``reused``: how many frames had no detected face
-    and repeat the last reading that had one, and ``reader``: what read the motion and cameras."""
-
-    windows: torch.Tensor
-    cameras: torch.Tensor
-    images: torch.Tensor
-    fps: float
-    keypoints: torch.Tensor
-    reused: int
-    reader: str
-
-
-LANDMARK_READER = "landmarks (MTCNN + dlib 68 points; PnP head pose)"
-DEEP3D_READER = "Deep3DFaceRecon"
-
-
-def driving_video(path: str | Path, size: int, model_config: Mapping[str, Any], device: str = "cpu") -> DrivingVideo:
-    """Preprocess a driving video (crops as the model's data) and read its motion as the model's controller
-    reads it (``model_config['motion_space']``): 3DMM coefficients and their cameras (fixed smoothing) from
-    Deep3DFaceRecon, or the synthetic heads' parameters and PnP cameras from landmarks
-    (:mod:`otavatar.preprocess.landmark_motion`)."""
-    media = open_media(path)  # an unreadable file is named before any network is loaded
-    settings = PreprocessSettings(size=512, increase=crop_increase(model_config), device=device)
-    synthetic = model_config.get("motion_space", "3dmm") == "synthetic"
-    extractors = Extractors(settings, coefficients=not synthetic)
-    if not synthetic and extractors.regressor is None:
-        raise MissingAssetError(
-            f"--driving {path}: this model reads 3DMM coefficients and Deep3DFaceRecon's weights "
-            f"{asset_path('deep3dfacerecon', settings.coefficient_weights)} are not found (see pretrained/README.md), so a video "
-            "cannot give its 3DMM coefficients; drive it with a coefficient file (--driving motion.npy) or a dataset video "
-            "(--dataset DIR --video NAME), or use a model that reads the synthetic heads' parameters (the embedded default)"
-        )
-    video = process_media(media, extractors, settings)
-    images = torch.stack([
-        torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
-        for data in video.images
-    ]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    keypoints = torch.from_numpy(video.keypoints) * (size / 512)  # stored in 512-pixel coordinates
-    if synthetic:
-        read = read_landmark_motion(video.keypoints, video.detected, REFERENCE_SIZE)
-        motion, condition, smoothing, reader = read.motion(), read.condition, "none", LANDMARK_READER  # the reader smooths
-    else:
-        coefficients = repeat_last_detected(video.coefficients, video.detected)
-        condition = condition_from_coefficients(coefficients, settings.size, smoothing_radius=settings.camera_smoothing)
-        motion, smoothing, reader = motion_from_coeffs(torch.from_numpy(coefficients)), "fixed", DEEP3D_READER
-    cameras = condition_to_camera(torch.from_numpy(condition), smoothing if len(video.images) > 1 else "none")
-    return DrivingVideo(motion_windows(motion), cameras, images, video.fps, keypoints, video.missing_faces, reader)
 
 
 @torch.no_grad()

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 from torchvision.models.vgg import cfgs, make_layers
 
-from otavatar.cli import DEFAULT_CHECKPOINT, ScriptParser, at_least, available_device, load_model, script
+from otavatar.cli import ScriptParser, at_least, available_device, script
 from otavatar.config import inversion_presets, load_inversion_preset, load_loss_preset
 from otavatar.data.samples import frame_target, sample_videos
 from otavatar.evaluation.time_to_avatar import time_to_avatar
 from otavatar.files import atomic_write_text, check_outputs
 from otavatar.losses.animation import AnimationLoss
 from otavatar.losses.identity import ResNetArcFace
+from otavatar.pipeline import DEFAULT_CHECKPOINT, load_model
 
 
 @script

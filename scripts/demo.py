@@ -15,15 +15,12 @@ from pathlib import Path
 
 import torch
 
-from otavatar.cli import (
-    DEFAULT_CHECKPOINT, ScriptParser, add_schedule_arguments, at_least, available_device, inversion_settings, load_model, script,
-)
-from otavatar.config import load_loss_preset
+from otavatar.cli import ScriptParser, add_schedule_arguments, add_speed_arguments, at_least, available_device, pipeline_settings, script
 from otavatar.evaluation.demo import DemoSettings, run_demo
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
 from otavatar.files import check_outputs
-from otavatar.losses.animation import AnimationLoss
 from otavatar.metrics.suite import MetricSuite
+from otavatar.pipeline import Pipeline, PipelineSettings
 
 
 def _figure(value: object, unit: str = "") -> str:
@@ -38,25 +35,26 @@ def _scores(method: dict) -> str:
 @script
 def main(argv: list[str]) -> None:
     parser = ScriptParser(__doc__)
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=PipelineSettings.checkpoint)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--frames", type=at_least(1), default=DemoSettings.frames)
-    parser.add_argument("--seed", type=int, default=DemoSettings.seed, help="draws the two held-out identities")
+    parser.add_argument("--seed", dest="sample_seed", type=int, default=DemoSettings.seed, help="draws the two held-out identities")
     parser.add_argument("--alexnet", help="LPIPS backbone (alexnet-owt-7be5be79.pth); without it LPIPS is n/a")
     parser.add_argument("--synthetic-regressor", default=str(DEFAULT_SYNTHETIC_REGRESSOR))
     add_schedule_arguments(parser)
-    parser.add_argument("--loss", default="offline_l1", help="inversion loss preset of configs/loss")
-    parser.add_argument("--device", type=available_device, default="cpu")
+    parser.add_argument("--loss", default=PipelineSettings.loss, help="inversion loss preset of configs/loss")
+    parser.add_argument("--device", type=available_device, default=PipelineSettings.device)
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     check_outputs({"--checkpoint": args.checkpoint, "--alexnet": args.alexnet, "--synthetic-regressor": args.synthetic_regressor},
                   folders={"--out": args.out})
 
     torch.manual_seed(0)
-    animator, _, _ = load_model(args.checkpoint, args.device)
-    frame_loss = AnimationLoss.from_config(load_loss_preset(args.loss), use_regularisers=False).to(args.device)
+    pipeline = Pipeline.load(pipeline_settings(args))
     extractors = build_extractors("synthetic", ExtractorPaths(alexnet=args.alexnet, synthetic_regressor=args.synthetic_regressor), args.device, fid=False)
-    metrics = run_demo(animator, frame_loss, lambda: MetricSuite(extractors, device=args.device), args.out,
-                       DemoSettings(seed=args.seed, frames=args.frames, inversion=inversion_settings(args)))
+    with pipeline.speed("demo"):
+        metrics = run_demo(pipeline.animator, pipeline.frame_loss, lambda: MetricSuite(extractors, device=args.device), args.out,
+                           DemoSettings(seed=args.sample_seed, frames=args.frames, inversion=pipeline.inversion))
     ours = metrics["otavatar"]
     print(
         f"demo: cross-identity PSNR / region PSNR / AED vs ground truth {_scores(ours)} (baselines: static {_scores(metrics['static_baseline'])}, "

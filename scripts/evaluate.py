@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from otavatar.cli import (DEFAULT_CHECKPOINT, ScriptParser, add_schedule_arguments, add_speed_arguments, at_least, available_device,
-                          inference_speed, inversion_settings, load_model, script)
+from otavatar.cli import ScriptParser, add_schedule_arguments, add_speed_arguments, at_least, available_device, pipeline_settings, script
 from otavatar.config import load_loss_preset
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
@@ -31,14 +30,15 @@ from otavatar.evaluation.runner import EvaluationSettings, animation_fps, run_ev
 from otavatar.errors import InputError, MissingInputError
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
 from otavatar.files import check_outputs
-from otavatar.losses.animation import AnimationLoss, missing_weight_files
+from otavatar.losses.animation import missing_weight_files
 from otavatar.metrics.suite import MetricSuite
+from otavatar.pipeline import Pipeline, PipelineSettings
 
 
 @script
 def main(argv: list[str]) -> None:
     parser = ScriptParser(__doc__)
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=PipelineSettings.checkpoint)
     parser.add_argument("--dataset", default="datasets/synthetic_128", help="a dataset in the reference layout (its test list is evaluated)")
     parser.add_argument("--resolution", type=at_least(1), default=None, help="the dataset's LMDB sub-folder (default: the model's)")
     parser.add_argument("--protocol", default="synthetic_cross_id", choices=PROTOCOLS)
@@ -70,8 +70,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--loss", default=None, help="inversion loss preset of configs/loss (default: release, which needs VGG19 and "
                         "ArcFace, on real-data protocols; offline_l1 on synthetic_* protocols)")
     add_schedule_arguments(parser, default="release")  # the release's protocol
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", type=available_device, default="cpu")
+    parser.add_argument("--seed", type=int, default=PipelineSettings.seed)
+    parser.add_argument("--device", type=available_device, default=PipelineSettings.device)
     add_speed_arguments(parser)
     args = parser.parse_args(argv)
     if args.fps and args.renders:
@@ -86,8 +86,8 @@ def main(argv: list[str]) -> None:
         parser.error(f"--baselines: {sorted(SYNTHETIC_ONLY_BASELINES)} need a synthetic_* protocol (they render the true head)")
     if args.include_driver and args.protocol != "cross_id":
         parser.error("--include-driver applies to --protocol cross_id only")
-    loss = args.loss or ("offline_l1" if synthetic else "release")
-    inversion = inversion_settings(args)  # the loss preset and schedule are read and checked before any work
+    loss = args.loss = args.loss or ("offline_l1" if synthetic else "release")
+    inversion = pipeline_settings(args).inversion()  # the loss preset and schedule are read and checked before any work
     missing = [] if args.renders else missing_weight_files(load_loss_preset(loss))
     if missing:
         raise MissingInputError(f"--loss {loss}: missing {', '.join(missing)} (see pretrained/README.md); "
@@ -101,7 +101,8 @@ def main(argv: list[str]) -> None:
     inputs = {"--checkpoint": None if args.renders else args.checkpoint, "--dataset": dataset, "--renders": args.renders, "--alexnet": args.alexnet,
               "--inception": args.inception, "--arcface": args.arcface, "--deep3dfacerecon": args.deep3dfacerecon}
     check_outputs(inputs, folders={"--out": out})
-    animator, model_config, sha256 = (None, None, None) if args.renders else load_model(args.checkpoint, args.device)
+    pipeline = None if args.renders else Pipeline.load(pipeline_settings(args))
+    animator, model_config, sha256 = (None, None, None) if args.renders else (pipeline.animator, pipeline.model_config, pipeline.checkpoint_sha256)
     size = model_config["generator"]["img_resolution"] if model_config else None
     database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
     test_videos = database.splits["test"]
@@ -116,9 +117,9 @@ def main(argv: list[str]) -> None:
     suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in methods}
 
     torch.manual_seed(args.seed)
-    frame_loss = None if args.renders else AnimationLoss.from_config(load_loss_preset(loss), use_regularisers=False).to(args.device)
+    frame_loss = None if args.renders else pipeline.frame_loss
     settings = EvaluationSettings(args.protocol, args.driving, args.frames, args.episodes, baselines, inversion, args.include_driver)
-    with inference_speed(args, animator.generator, "evaluation") if animator is not None else contextlib.nullcontext():
+    with pipeline.speed("evaluation") if pipeline is not None else contextlib.nullcontext():
         per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
         fps = animation_fps(animator, source, database.splits["test"][0]) if args.fps else None
     suite = suites["otavatar"]

@@ -16,12 +16,11 @@ import torch
 from torchvision.utils import save_image
 
 from otavatar.avatar_file import save_avatar
-from otavatar.cli import ScriptParser, add_inversion_arguments, add_speed_arguments, at_least, construct, inference_speed, load_model, script
-from otavatar.data.datasets import FrameSource
+from otavatar.cli import ScriptParser, add_inversion_arguments, at_least, pipeline_settings, script, step_bar
 from otavatar.files import atomic_write, check_outputs
-from otavatar.data.lmdb import VideoLmdb
-from otavatar.data.samples import frame_target, sample_videos
-from otavatar.one_shot import portrait_target
+from otavatar.metrics.image import psnr
+from otavatar.pipeline import Pipeline
+from otavatar.portraits import dataset_target, portrait_target, sample_target
 
 
 @script
@@ -35,7 +34,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--camera-source", default="ground_truth", choices=["ground_truth", "condition"])
     parser.add_argument("--out", type=Path, default=Path("avatar.pt"), help="the avatar file; the preview goes to OUT_preview.png")
     add_inversion_arguments(parser)
-    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     if args.dataset and not args.video:
         parser.error("--dataset needs --video NAME [--frame K]")
@@ -44,29 +42,23 @@ def main(argv: list[str]) -> None:
     check_outputs(inputs, files={"--out": args.out, "the preview (from --out)": preview})
 
     started = time.perf_counter()
-    animator, model_config, sha256 = load_model(args.checkpoint, args.device)
-    size = model_config["generator"]["img_resolution"]
+    pipeline = Pipeline.load(pipeline_settings(args))
     if args.portrait:
-        portrait = portrait_target(args.portrait, model_config, args.coeffs)
+        portrait = portrait_target(args.portrait, pipeline.model_config, args.coeffs)
         target = portrait.target
         print(f"portrait {args.portrait}: motion from {portrait.motion_source}, camera from {portrait.camera_source}")
     elif args.dataset:
-        source = FrameSource(VideoLmdb(args.dataset, args.resolution or size), args.camera_source, image_size=size,
-                             motion_space=model_config["motion_space"])
-        target = {key: value[None] for key, value in source.frame(args.video, args.frame).items()}
+        target = dataset_target(args.dataset, args.video, args.frame, pipeline.model_config, args.resolution, args.camera_source)
     else:
         print("no --portrait or --dataset: inverting the embedded sample (a held-out synthetic head)")
-        target = frame_target(sample_videos(size, driving_frames=1)[0])
-    with inference_speed(args, animator.generator, "inversion"):
-        avatar = construct(args, animator, model_config, sha256, target)
+        target = sample_target(pipeline.model_config)
+    with step_bar(pipeline.inversion_steps, "invert") as on_step:
+        avatar = pipeline.build_avatar(target, on_step)
     save_avatar(args.out, avatar)
     pair = torch.cat([avatar["source_image"], avatar["reconstruction"]])
     atomic_write(preview, lambda handle: save_image(pair, handle, format="png", normalize=True, value_range=(-1, 1)))
-    error = (avatar["reconstruction"].clamp(-1, 1) - avatar["source_image"]).square().mean()
-    print(
-        f"avatar: {args.out} (preview {preview}); reconstruction PSNR {10 * torch.log10(4 / error):.2f} dB; "
-        f"{time.perf_counter() - started:.1f} s"
-    )
+    quality = psnr(avatar["reconstruction"], avatar["source_image"]).item()
+    print(f"avatar: {args.out} (preview {preview}); reconstruction PSNR {quality:.2f} dB; {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

@@ -110,13 +110,13 @@ def test_time_to_avatar_compares_the_release_run_with_ours_on_one_objective():
 def test_scripts_take_the_schedule_preset_with_command_line_overrides():
     import argparse
 
-    from otavatar.cli import add_inversion_arguments, inversion_settings
+    from otavatar.cli import add_inversion_arguments, pipeline_settings
 
     parser = argparse.ArgumentParser()
     add_inversion_arguments(parser)
-    fast = inversion_settings(parser.parse_args([]))
+    fast = pipeline_settings(parser.parse_args([])).inversion()
     assert (fast.w_steps, fast.w_plus_steps, fast.lr, fast.sr_steps, fast.deterministic) == (5, 50, 0.03, None, True)
-    release = inversion_settings(parser.parse_args(["--schedule", "release", "--w-plus-steps", "0", "--lr", "0.05"]))
+    release = pipeline_settings(parser.parse_args(["--schedule", "release", "--w-plus-steps", "0", "--lr", "0.05"])).inversion()
     assert (release.w_steps, release.w_plus_steps, release.lr, release.sr_steps) == (100, 0, 0.05, 10)
 
 

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import alexnet
 
-from otavatar.cli import pivotal_tuning_lpips
 from otavatar.inversion import InversionSettings, correct_intrinsics, fit_camera
 from otavatar.losses.lpips_alexnet import load_lpips
 from otavatar.one_shot import PivotalTuningSettings, pivotal_tuning
+from otavatar.pipeline import pivotal_tuning_lpips
 from tests.helpers import micro_animator, micro_checkpoint, random_batch
 
 REPO = Path(__file__).resolve().parent.parent

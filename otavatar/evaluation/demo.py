@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.samples import SAMPLE_SEED, driving_windows, frame_target, sample_videos
 from otavatar.data.synthetic import render_fixed_expression, render_video
 from otavatar.evaluation.protocols import Avatar, render
@@ -30,6 +31,7 @@ from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.metrics.image import psnr
 from otavatar.metrics.suite import MetricSuite
 from otavatar.models.animator import Animator
+from otavatar.pipeline import PipelineSettings
 from otavatar.videos import to_uint8_frames, write_video
 
 
@@ -40,8 +42,8 @@ class DemoSettings:
     fps: float = 12.0
     camera_swing: float = 0.35  # yaw amplitude (radians) added to the driver's head pose
     sheet_rows: int = 6
-    # The source portrait's schedule; scripts/demo.py passes its --schedule preset (default fast).
-    inversion: InversionSettings = field(default_factory=InversionSettings)
+    # The source portrait's schedule: the inference pipeline's default preset (scripts/demo.py passes its --schedule).
+    inversion: InversionSettings = field(default_factory=lambda: PipelineSettings().inversion())
 
 
 def run_demo(
@@ -83,7 +85,7 @@ def run_demo(
     ground_truth = truth.images * 2 - 1
     static_truth = render_fixed_expression(source_video.identity, source_video.expression[0], truth.cameras, resolution) * 2 - 1
 
-    keypoints = truth.keypoints * (resolution / 512)  # the ground truth's landmarks, for region PSNR
+    keypoints = truth.keypoints * (resolution / LANDMARK_REFERENCE_SIZE)  # the ground truth's landmarks, for region PSNR
     source_image = target["image"].cpu()
     scored = suites()
     shared: dict = {}  # the ground truth's features, computed once for the four scorings
