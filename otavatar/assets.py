@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from otavatar.errors import FileFormatError, MissingInputError
-from otavatar.files import load_torch_file
+from otavatar.files import load_state_dict_checked, load_torch_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,11 +179,6 @@ def require_asset(name: str, path: str | Path | None = None) -> Path:
     return resolved
 
 
-def _listing(problems: list[str], limit: int = 20) -> str:
-    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
-    return "\n  ".join(problems[:limit]) + more
-
-
 def load_asset_state_dict(
     name: str,
     module: nn.Module,
@@ -220,24 +215,7 @@ def load_asset_state_dict(
         raise AssetFormatError(f"{file}: expected a state dict of tensors ({ASSETS[name].format}), found {type(state).__name__}")
     if strip_prefix:
         state = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in state.items()}
-    key_map = dict(key_map or {})
-    expected = {
-        key: value for key, value in module.state_dict().items()
-        if not (key.endswith(optional_suffixes) and key_map.get(key, key) not in state)
-    }
-    file_keys = {key: key_map.get(key, key) for key in expected}
-    problems = [
-        f"{file_keys[key]}: missing (expected shape {tuple(value.shape)})" for key, value in expected.items() if file_keys[key] not in state
-    ]
-    problems += [
-        f"{file_keys[key]}: expected shape {tuple(value.shape)}, found {tuple(state[file_keys[key]].shape)}"
-        for key, value in expected.items()
-        if file_keys[key] in state and state[file_keys[key]].shape != value.shape
-    ]
-    if not ignore_unexpected:
-        used = set(file_keys.values())
-        problems += [f"{key}: unexpected key (shape {tuple(value.shape)})" for key, value in state.items() if key not in used]
-    if problems:
-        raise AssetFormatError(f"{file}: does not fit the {name} network ({ASSETS[name].format}):\n  {_listing(problems)}")
-    module.load_state_dict({key: state[file_key] for key, file_key in file_keys.items()}, strict=not optional_suffixes)
+    load_state_dict_checked(
+        module, state, AssetFormatError, f"{file}: does not fit the {name} network ({ASSETS[name].format})", key_map, ignore_unexpected, optional_suffixes
+    )
     return file

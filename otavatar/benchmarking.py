@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from otavatar.camera import frontal_camera
 from otavatar.config import build_generator, load_model_preset
 from otavatar.errors import InputError
+from otavatar.metrics.image import psnr
 from otavatar.speed import SPEED_MODES, CudaSettings, SpeedMode, configure_cuda, keep_freed_memory, speed_mode, speed_mode_by_name
 
 
@@ -111,12 +113,6 @@ def _load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR in dB of images in [−1, 1] (clamped), over the whole batch."""
-    mse = ((image.float().clamp(-1, 1) - reference.float().clamp(-1, 1)) / 2).square().mean().item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
-
-
 def benchmark_animation_path(
     preset: str,
     mode: SpeedMode | str = "exact",
@@ -166,7 +162,8 @@ def benchmark_animation_path(
             reference = model.synthesis(ws, camera, noise_mode="const", deterministic=True)["image"]
             with speed_mode(model, resolved, torch_device):
                 image = synthesis(ws, camera, noise_mode="const", deterministic=True)["image"]
-            psnr_vs_exact = psnr(image, reference)
+            # The batch as one image: the PSNR of its whole MSE (a float; inf where identical).
+            psnr_vs_exact = psnr(image.flatten(0, 1)[None], reference.flatten(0, 1)[None]).item()
             del reference, image
         _reset_peak_memory(torch_device)
         timings = []
@@ -218,15 +215,6 @@ def benchmark_in_subprocess(threads: int | None = None, **kwargs) -> BenchmarkRe
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         return pool.apply(_run_isolated, (kwargs, threads))
-
-
-def frontal_camera(batch: int) -> torch.Tensor:
-    """EG3D's frontal camera ``(batch, 25)``: radius 2.7 on +z looking at the origin, FFHQ focal 4.2647."""
-    cam2world = torch.tensor(
-        [[1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, -1.0, 2.7], [0, 0, 0, 1.0]]
-    )
-    intrinsics = torch.tensor([[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1.0]])
-    return torch.cat([cam2world.flatten(), intrinsics.flatten()]).expand(batch, -1).clone()
 
 
 def _compile_label(result: BenchmarkResult) -> str:

@@ -5,7 +5,9 @@ the row-major intrinsics normalised by the image size. World frame: +y up, the f
 
 The reference data stores per frame a ``condition`` = [angles (3), translation (3), focal (1)] from
 a face tracker; :func:`condition_to_camera` converts it exactly as the release does, and
-:func:`camera_to_condition` inverts that conversion (for writing synthetic data).
+:func:`camera_to_condition` inverts that conversion (for writing synthetic data). Its 68 landmarks
+are stored in pixels of a :data:`LANDMARK_REFERENCE_SIZE`² image whatever the image size: a user scales
+them by ``size / LANDMARK_REFERENCE_SIZE``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ FFHQ_FOCAL = 4.2647  # 2985.29 / 700: Deep3DFaceRecon's focal on a 1024 crop, no
 DEFAULT_RADIUS = 2.7
 DEFAULT_PIVOT = (0.0, 0.0, 0.2)
 TRACKER_FOCAL = 1050.0  # the tracker focal that maps to FFHQ_FOCAL
+LANDMARK_REFERENCE_SIZE = 512  # stored landmarks are in pixels of a 512² image, the reference data's crops
 # Constants of the release's conversion (OTAvatar data/utils.py::process_camera_inv).
 _DEPTH_OFFSET = 10.0
 _SCALE = 0.27
@@ -75,6 +78,15 @@ def look_at_camera(
     centre = radius * torch.stack([phi.sin() * (math.pi - theta).cos(), phi.cos(), phi.sin() * (math.pi - theta).sin()], -1)
     target = torch.tensor(pivot, dtype=torch.float32).expand_as(centre)
     return camera_label(look_at_cam2world(centre, target), intrinsics_matrix(focal, centre.shape[0]))
+
+
+def frontal_camera(batch: int = 1) -> torch.Tensor:
+    """EG3D's frontal camera p ``(batch, 25)``: at (0, 0, :data:`DEFAULT_RADIUS`) looking down −z, focal
+    :data:`FFHQ_FOCAL`. :func:`look_at_camera` (0, 0) is the same view up to float rounding (≈ 1e-7); this one is exact."""
+    cam2world = torch.eye(4).repeat(batch, 1, 1)
+    cam2world[:, :3, :3] = _FLIP
+    cam2world[:, 2, 3] = DEFAULT_RADIUS
+    return camera_label(cam2world, intrinsics_matrix(FFHQ_FOCAL, batch))
 
 
 def rotation_from_angles(angles: torch.Tensor) -> torch.Tensor:

@@ -17,13 +17,16 @@ import torch
 from torch import nn
 
 from otavatar.errors import FileFormatError, MissingInputError
-from otavatar.files import load_torch_bytes, load_torch_file
+from otavatar.files import load_state_dict_checked, load_torch_bytes, load_torch_file, state_dict_mismatches
 from otavatar.models.animator import Animator
 from otavatar.models.controller import MotionController
 from otavatar.models.eg3d import TriPlaneGenerator
 from otavatar.motion import MOTION_SPACES
 
 UNUSED_GENERATOR_KEYS = ("dataset_label_std",)
+# The ``format`` of otavatar's own files: written by otavatar.training.checkpointing, read here.
+CHECKPOINT_FORMAT = "otavatar-train-v1"
+MODEL_FORMAT = "otavatar-model-v1"  # inference only: EMA weights and the model config
 
 
 class CheckpointError(FileFormatError):
@@ -173,25 +176,9 @@ def _plain(value: Any) -> Any:
 # -- state dicts -------------------------------------------------------------------------------
 
 
-def state_dict_mismatches(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
-    """Missing keys, unexpected keys and shape mismatches, each as ``key: expected … found …``."""
-    expected = module.state_dict()
-    problems = [f"{key}: missing (expected shape {tuple(expected[key].shape)})" for key in expected if key not in state_dict]
-    problems += [f"{key}: unexpected key (shape {tuple(state_dict[key].shape)})" for key in state_dict if key not in expected]
-    problems += [
-        f"{key}: expected shape {tuple(expected[key].shape)}, found {tuple(state_dict[key].shape)}"
-        for key in expected
-        if key in state_dict and tuple(state_dict[key].shape) != tuple(expected[key].shape)
-    ]
-    return problems
-
-
 def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | Path, what: str) -> None:
-    problems = state_dict_mismatches(module, state_dict)
-    if problems:
-        listing = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise CheckpointError(f"{source}: the {what} weights do not fit the model:\n  {listing}")
-    module.load_state_dict(state_dict, strict=True)
+    """Load ``state_dict`` into ``module``, every key and shape checked; a :class:`CheckpointError` lists the misfits."""
+    load_state_dict_checked(module, state_dict, CheckpointError, f"{source}: the {what} weights do not fit the model")
 
 
 def read_generator_state(path: str | Path) -> dict:
@@ -244,7 +231,7 @@ def load_generator_weights(generator: TriPlaneGenerator, content: Mapping[str, A
     error names the differing options instead of listing tensors."""
     state_dict = {k: v for k, v in content["state_dict"].items() if k not in UNUSED_GENERATOR_KEYS}
     recorded = content["init_kwargs"]
-    if asked_kwargs is not None and recorded is not None and state_dict_mismatches(generator, state_dict):
+    if asked_kwargs is not None and recorded is not None and state_dict_mismatches(generator.state_dict(), state_dict):
         differences = architecture_differences(recorded, asked_kwargs)
         raise CheckpointError(
             f"{source}: trained with another generator architecture than the model preset asks for ({'; '.join(differences)}), "
@@ -353,7 +340,6 @@ def load_animator(path: str | Path, model_preset: Mapping[str, Any] | None = Non
     from omegaconf import OmegaConf
 
     from otavatar.config import build_animator, load_model_preset
-    from otavatar.training.checkpointing import CHECKPOINT_FORMAT, MODEL_FORMAT
 
     path = Path(path)
     state = load_torch_file(path, "a checkpoint", CheckpointError)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from otavatar.assets import MissingAssetError, asset_path
-from otavatar.camera import condition_to_camera
+from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_videos
@@ -23,7 +23,7 @@ from otavatar.motion import COEFFICIENT_SUFFIXES, motion_from_coeffs, motion_win
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.crop import crop_increase
 from otavatar.preprocess.landmark_motion import read_landmark_motion
-from otavatar.preprocess.pipeline import REFERENCE_SIZE, Extractors, PreprocessSettings, process_media, repeat_last_detected
+from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, process_media, repeat_last_detected
 from otavatar.preprocess.reading import VIDEO_SUFFIXES, open_media
 
 
@@ -90,9 +90,9 @@ def video_driving(path: str | Path, model_config: Mapping[str, Any], device: str
         torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
         for data in video.images
     ]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    keypoints = torch.from_numpy(video.keypoints) * (size / 512)  # stored in 512-pixel coordinates
+    keypoints = torch.from_numpy(video.keypoints) * (size / LANDMARK_REFERENCE_SIZE)
     if synthetic:
-        read = read_landmark_motion(video.keypoints, video.detected, REFERENCE_SIZE)
+        read = read_landmark_motion(video.keypoints, video.detected, LANDMARK_REFERENCE_SIZE)
         motion, condition, smoothing, reader = read.motion(), read.condition, "none", LANDMARK_READER  # the reader smooths
     else:
         coefficients = repeat_last_detected(video.coefficients, video.detected)

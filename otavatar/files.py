@@ -2,8 +2,9 @@
 
 Every ``torch.save`` file the project reads (checkpoints, exported models, avatars, assets) goes
 through :func:`load_torch_file`; NVIDIA's EG3D ``.pkl`` goes through the restricted unpickler of
-:mod:`otavatar.checkpoints`. Every output is written by :func:`atomic_write` after
-:func:`check_outputs` has made sure it replaces no input.
+:mod:`otavatar.checkpoints`. Checkpoints and pretrained assets load their weights through
+:func:`load_state_dict_checked`, which names each missing, unexpected or misshapen key. Every output
+is written by :func:`atomic_write` after :func:`check_outputs` has made sure it replaces no input.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import IO, Any, Callable, Mapping
 
 import numpy as np
 import torch
+from torch import nn
 
 from otavatar.errors import FileFormatError, InputError, MissingInputError
 
@@ -59,6 +61,49 @@ def load_torch_bytes(data: bytes) -> Any:
     """A ``torch.save`` blob held inside another file (EG3D pickles store their tensors so), read as
     :func:`load_torch_file` reads files: ``weights_only=True``, to the CPU."""
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def state_dict_mismatches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], unexpected: bool = True) -> list[str]:
+    """Keys of ``expected`` missing from ``found`` or of another shape, then (``unexpected``) keys of ``found``
+    that ``expected`` lacks, each as ``key: expected … found …``."""
+    problems = [f"{key}: missing (expected shape {tuple(value.shape)})" for key, value in expected.items() if key not in found]
+    problems += [
+        f"{key}: expected shape {tuple(value.shape)}, found {tuple(found[key].shape)}"
+        for key, value in expected.items()
+        if key in found and tuple(found[key].shape) != tuple(value.shape)
+    ]
+    if unexpected:
+        problems += [f"{key}: unexpected key (shape {tuple(value.shape)})" for key, value in found.items() if key not in expected]
+    return problems
+
+
+def load_state_dict_checked(
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    error: type[FileFormatError],
+    context: str,
+    key_map: Mapping[str, str] | None = None,
+    ignore_unexpected: bool = False,
+    optional_suffixes: tuple[str, ...] = (),
+) -> None:
+    """Load ``state_dict`` into ``module`` after checking every key and shape (:func:`state_dict_mismatches`).
+
+    Args:
+        error: raised, with ``context`` (which file, which network) and one line per problem (at most 20).
+        key_map: the ``state_dict`` key of each of ``module``'s keys where they differ (default: the same names).
+        ignore_unexpected: ``state_dict`` keys the module does not use are allowed (e.g. a classifier).
+        optional_suffixes: module keys ending so may be absent (batch norm's ``num_batches_tracked`` in files
+            saved before it existed); they keep their values.
+    """
+    own = module.state_dict()
+    names = {key: (key_map or {}).get(key, key) for key in own}
+    names = {key: name for key, name in names.items() if not (key.endswith(optional_suffixes) and name not in state_dict)}
+    problems = state_dict_mismatches({name: own[key] for key, name in names.items()}, state_dict, unexpected=not ignore_unexpected)
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise error(f"{context}:\n  " + "\n  ".join(problems[:20]) + more)
+    # Checked above: only the optional keys left out can be missing.
+    module.load_state_dict({key: state_dict[name] for key, name in names.items()}, strict=len(names) == len(own))
 
 
 def _reason(error: BaseException) -> str:

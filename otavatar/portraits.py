@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from otavatar.camera import condition_to_camera
+from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import frame_target, sample_videos
@@ -49,13 +49,13 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
     settings = PreprocessSettings(size=512, increase=crop_increase(model_config))
     portrait = align_portrait(path, settings, Extractors(settings, coefficients=not synthetic and rows is None))
     image = np.array(Image.fromarray(portrait.image).resize((size, size), Image.Resampling.LANCZOS))
-    landmarks = read_landmark_motion(portrait.keypoints[None], np.ones(1, bool), settings.size)
+    landmarks = read_landmark_motion(portrait.keypoints[None], np.ones(1, bool), LANDMARK_REFERENCE_SIZE)
     pose_camera, pose_source = condition_to_camera(torch.from_numpy(landmarks.condition), smoothing="none"), "PnP head pose (landmarks)"
     if rows is not None:
         motion = motion_from_coeffs(rows)
         camera, camera_source = pose_camera, pose_source
         if rows.shape[1] == 260:
-            condition = condition_from_coefficients(rows[0].numpy()[None], 512, smoothing_radius=0)
+            condition = condition_from_coefficients(rows[0].numpy()[None], settings.size, smoothing_radius=0)
             camera, camera_source = condition_to_camera(torch.from_numpy(condition), smoothing="none"), "regressed pose"
         motion_source = str(coefficients_file)
     elif synthetic:
@@ -63,7 +63,7 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
         camera, camera_source = pose_camera, pose_source
     elif portrait.coefficients is not None:
         motion, motion_source = motion_from_coeffs(torch.from_numpy(portrait.coefficients)[None]), "Deep3DFaceRecon"
-        condition = condition_from_coefficients(portrait.coefficients[None], 512, smoothing_radius=0)
+        condition = condition_from_coefficients(portrait.coefficients[None], settings.size, smoothing_radius=0)
         camera, camera_source = condition_to_camera(torch.from_numpy(condition), smoothing="none"), "regressed pose"
     else:
         warnings.warn(
@@ -75,7 +75,7 @@ def portrait_target(path: str | Path, model_config: Mapping[str, Any], coefficie
         camera, camera_source = pose_camera, pose_source
     target = {
         "image": torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1,
-        "keypoints": torch.from_numpy(portrait.keypoints[None] * (size / 512)).float(),
+        "keypoints": torch.from_numpy(portrait.keypoints[None] * (size / LANDMARK_REFERENCE_SIZE)).float(),
         "motion": motion_window(motion, 0)[None],
         "camera": camera,
     }

@@ -187,7 +187,9 @@ def keep_freed_memory() -> bool:
     Every frame allocates and frees a few hundred MB in tensors of 25-135 MB; by default glibc
     maps each with mmap and unmaps it on free, so the next frame page-faults all of it in again
     (≈ 15 % of the CPU time of a frame here). Process-wide and harmless for correctness; returns
-    False where unavailable. Call once at start-up in inference scripts.
+    False where unavailable. Only the benchmark calls it, in the process it measures
+    (:func:`otavatar.benchmarking.benchmark_animation_path`'s ``allocator_keeps_memory``, on by default in
+    scripts/benchmark.py); the inference scripts leave the allocator as it is.
     """
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:

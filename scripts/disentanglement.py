@@ -57,7 +57,7 @@ def train_and_evaluate(
     print(f"{name} seed {train_cfg.seed}: trained to {checkpoint} ({training['seconds_this_run']:.0f} s); evaluating", flush=True)
     key = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "sources": benchmark.sources, "frames": benchmark.frames,
            "w_steps": benchmark.w_steps, "w_plus_steps": benchmark.w_plus_steps, "inversion_loss": benchmark.inversion_loss,
-           "synthetic_regressor": args.synthetic_regressor, "alexnet": args.alexnet, "device": args.device}
+           "synthetic_regressor": _file_key(args.synthetic_regressor), "alexnet": _file_key(args.alexnet), "device": args.device}
 
     def evaluate() -> dict:
         animator, model_config = load_animator(checkpoint)
@@ -70,6 +70,11 @@ def train_and_evaluate(
         print(f"{name} seed {train_cfg.seed}: evaluation of this checkpoint with these settings reused from {run_dir / 'evaluation.json'}", flush=True)
     print(f"{name} seed {train_cfg.seed}: " + json.dumps({p: {k: v for k, v in r["otavatar"].items() if isinstance(v, float)} for p, r in results.items()}), flush=True)
     return results, training
+
+
+def _file_key(path: str | None) -> str | None:
+    """A scoring network in an evaluation's cache key: its content, wherever the file lies (None: not given or missing)."""
+    return file_sha256(path) if path and Path(path).is_file() else None
 
 
 def table_header(cfg: DictConfig, train_cfg: DictConfig) -> str:

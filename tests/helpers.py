@@ -2,6 +2,7 @@
 
 import torch
 
+from otavatar.camera import frontal_camera
 from otavatar.config import build_animator, load_model_preset
 
 
@@ -22,9 +23,7 @@ def micro_animator(seed: int = 0):
 
 
 def frontal_cameras(batch: int, frames: int) -> torch.Tensor:
-    cam2world = torch.tensor([[1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, -1.0, 2.7], [0, 0, 0, 1.0]])
-    intrinsics = torch.tensor([[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1.0]])
-    return torch.cat([cam2world.flatten(), intrinsics.flatten()]).expand(batch, frames, -1).clone()
+    return frontal_camera(batch * frames).view(batch, frames, 25)
 
 
 def random_batch(seed: int, batch: int = 2, frames: int = 2, size: int = 128) -> dict:

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from otavatar.camera import (FRONTAL_TRANSLATION_Z, camera_to_condition, condition_to_camera, head_pose_camera, look_at_camera,
+from otavatar.camera import (FRONTAL_TRANSLATION_Z, camera_to_condition, condition_to_camera, frontal_camera, head_pose_camera, look_at_camera,
                              rotation_from_angles, angles_from_rotation)
 from otavatar.data import synthetic
-from otavatar.data.datasets import FrameSource, ReenactmentEpisodes, TrainingPairs
+from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import LmdbLayoutError, VideoLmdb, VideoLmdbWriter, encode_image
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
 
@@ -23,6 +23,7 @@ def test_frontal_look_at_camera_is_eg3ds(reference):
     camera = look_at_camera(0.0, 0.0)
     assert torch.allclose(camera[0, :16], reference["c"][0, :16], atol=1e-5)
     assert camera[0, 16] == pytest.approx(4.2647)
+    assert torch.allclose(frontal_camera(), camera, atol=1e-6)  # the exact frontal camera is the same view
 
 
 def test_rotation_angles_round_trip():
@@ -153,18 +154,6 @@ def test_pair_sampling_follows_the_expression_weights(dataset):
     torch.manual_seed(0)
     counts = torch.bincount(torch.cat([pairs.sample_frames(video) for _ in range(4000)]), minlength=6).float()
     assert torch.allclose(counts / counts.sum(), weights / weights.sum(), atol=0.02)
-
-
-def test_protocol_episodes(dataset):
-    source = FrameSource(VideoLmdb(dataset, 64), camera_source="ground_truth")
-    self_episodes = ReenactmentEpisodes(source, "self")
-    item = self_episodes[0]
-    assert item["target"].shape == (6, 3, 64, 64) and item["motion"].shape == (6, 70, 27)
-    cross = ReenactmentEpisodes(source, "cross_id", driving_video="synth0002#01")
-    assert [e.source_video for e in cross.episodes] == ["synth0002#00"]
-    multiview = ReenactmentEpisodes(source, "multiview", view=1)[0]
-    assert not torch.allclose(multiview["camera"], item["camera"])
-    assert multiview["target"].shape == (6, 3, 64, 64)
 
 
 def test_expressions_are_legible_at_the_neural_rendering_resolution():

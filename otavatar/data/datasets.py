@@ -1,4 +1,4 @@
-"""Datasets over the reference layout: training pairs and the evaluation protocols.
+"""Datasets over the reference layout: its frames and the training pairs.
 
 Every frame gives ``image`` ``(3, H, W)`` in [−1, 1], the motion window x ``(70, 27)``, the camera
 p ``(25,)`` and 68 ``keypoints`` ``(68, 2)`` in pixels of H.
@@ -6,7 +6,6 @@ p ``(25,)`` and 68 ``keypoints`` ``(68, 2)`` in pixels of H.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from otavatar.camera import condition_to_camera
+from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.lmdb import VideoLmdb, person_id
 from otavatar.motion import EXPRESSION, motion_from_coeffs, motion_windows
 from otavatar.preprocess.landmark_motion import read_landmark_motion
@@ -86,8 +85,7 @@ class FrameSource:
             "image": image,
             "motion": data["motion"][frame],
             "camera": data["camera"][frame],
-            # Landmarks are stored in 512-pixel coordinates, as in the reference.
-            "keypoints": data["keypoint"][frame] * (image.shape[-1] / 512),
+            "keypoints": data["keypoint"][frame] * (image.shape[-1] / LANDMARK_REFERENCE_SIZE),
         }
 
 
@@ -121,60 +119,3 @@ class TrainingPairs(Dataset):
         items = [self.source.frame(video, int(frame)) for frame in self.sample_frames(video)]
         stacked = {key: torch.stack([item[key] for item in items]) for key in items[0]}
         return stacked | {"person": torch.tensor(index % len(self.persons))}
-
-
-@dataclass
-class Episode:
-    """One reenactment to evaluate: the source portrait and the driving sequence (with ground truth when known)."""
-
-    source_video: str
-    driving_video: str
-    view: int | None = None
-
-
-class ReenactmentEpisodes(Dataset):
-    """Protocol datasets.
-
-    - ``self``: frame 0 of every test video drives... itself: the source is frame 0, the driving
-      sequence is the whole video, the ground truth its frames;
-    - ``cross_id``: frame 0 of every test video driven by every frame of ``driving_video``
-      (no ground truth on real data; synthetic data renders it);
-    - ``multiview``: like ``self``, with targets seen from the stored extra view ``view``.
-    """
-
-    def __init__(self, source: FrameSource, protocol: str, split: str = "test", driving_video: str | None = None, view: int = 0) -> None:
-        videos = source.database.splits[split]
-        if protocol == "self":
-            self.episodes = [Episode(v, v) for v in videos]
-        elif protocol == "cross_id":
-            if driving_video is None:
-                raise ValueError("cross_id protocol: a driving video is required (the paper: WRA_EricCantor_000)")
-            self.episodes = [Episode(v, driving_video) for v in videos if v != driving_video]
-        elif protocol == "multiview":
-            self.episodes = [Episode(v, v, view) for v in videos]
-        else:
-            raise ValueError(f"protocol: expected 'self', 'cross_id' or 'multiview', found {protocol!r}")
-        self.source = source
-        self.protocol = protocol
-
-    def __len__(self) -> int:
-        return len(self.episodes)
-
-    def __getitem__(self, index: int) -> dict:
-        episode = self.episodes[index]
-        driving = self.source.video(episode.driving_video)
-        item = {
-            "source_video": episode.source_video,
-            "driving_video": episode.driving_video,
-            "source": self.source.frame(episode.source_video, 0),
-            "motion": driving["motion"],
-            "camera": driving["camera"],
-        }
-        frames = range(self.source.database.length(episode.driving_video))
-        if self.protocol == "self":
-            item["target"] = torch.stack([self.source.image(episode.driving_video, f) for f in frames])
-        elif self.protocol == "multiview":
-            views = torch.from_numpy(self.source.database.array(episode.driving_video, "view_camera"))
-            item["camera"] = views[episode.view]
-            item["target"] = torch.stack([self.source.image(episode.driving_video, f, episode.view) for f in frames])
-        return item

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from otavatar.assets import MissingAssetError
-from otavatar.camera import DEFAULT_RADIUS, FFHQ_FOCAL
+from otavatar.camera import DEFAULT_RADIUS, FFHQ_FOCAL, LANDMARK_REFERENCE_SIZE
 from otavatar.data.lmdb import VideoLmdbWriter, encode_image
 from otavatar.errors import FileFormatError, InputError, MissingInputError
 from otavatar.motion import ANGLES, EXPRESSION, TRANSLATION
@@ -45,8 +45,6 @@ from otavatar.preprocess.crop import crop_image
 from otavatar.preprocess.detection import track_largest_face
 from otavatar.preprocess.landmarks import five_from_68
 from otavatar.preprocess.pipeline import Extractors, PreprocessSettings
-
-REFERENCE_SIZE = 512  # landmarks are stored in 512-pixel coordinates, as in the reference data
 
 # (crops (N, S, S, 3) uint8 of the frontal camera, name) → coefficients (N, 257|260|70), landmarks (N, 68, 2) in crop pixels.
 Annotator = Callable[[list[np.ndarray], str], tuple[np.ndarray, np.ndarray]]
@@ -349,7 +347,7 @@ def write_multiface_dataset(
                 (encode_image(crop) for crop in crops[frontal]),
                 {
                     "coeff_3dmm": _as_260(coefficients, name),
-                    "keypoint": np.asarray(keypoints, dtype=np.float32) * (REFERENCE_SIZE / size),
+                    "keypoint": np.asarray(keypoints, dtype=np.float32) * (LANDMARK_REFERENCE_SIZE / size),
                     "camera": labels[frontal],
                     "view_camera": np.stack([labels[camera] for camera in views]),
                 },

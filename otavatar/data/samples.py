@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.synthetic import SyntheticVideo, coefficients, make_video, sample_identity
 from otavatar.motion import motion_from_coeffs, motion_window, motion_windows
 
@@ -27,7 +28,7 @@ def frame_target(video: SyntheticVideo, frame: int = 0) -> dict[str, torch.Tenso
     resolution = video.images.shape[-1]
     return {
         "image": video.images[frame : frame + 1] * 2 - 1,
-        "keypoints": video.keypoints[frame : frame + 1] * (resolution / 512),
+        "keypoints": video.keypoints[frame : frame + 1] * (resolution / LANDMARK_REFERENCE_SIZE),
         "motion": motion_window(motion_from_coeffs(coefficients(video)), frame)[None],
         "camera": video.cameras[frame : frame + 1],
     }

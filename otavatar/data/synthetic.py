@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from otavatar.camera import FRONTAL_TRANSLATION_Z, TRACKER_FOCAL, head_pose_camera
+from otavatar.camera import FRONTAL_TRANSLATION_Z, LANDMARK_REFERENCE_SIZE, TRACKER_FOCAL, head_pose_camera
 from otavatar.models.rendering.rays import ray_bundle
 
 IDENTITY_PARAMETERS = (
@@ -378,7 +378,7 @@ def render_heads(head: HeadModel, cameras: torch.Tensor, resolution: int, chunk:
     return images.clamp(0, 1), labels
 
 
-def project_points(points: torch.Tensor, cameras: torch.Tensor, image_size: float = 512.0) -> torch.Tensor:
+def project_points(points: torch.Tensor, cameras: torch.Tensor, image_size: float = LANDMARK_REFERENCE_SIZE) -> torch.Tensor:
     """World points ``(F, K, 3)`` → pixel coordinates ``(F, K, 2)`` of an ``image_size`` image seen by p ``(F, 25)``."""
     cam2world = cameras[:, :16].view(-1, 4, 4)
     intrinsics = cameras[:, 16:].view(-1, 3, 3)

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
+from otavatar.assets import REPO_ROOT
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.checkpoints import CheckpointError, file_sha256, generator_from_state, load_strict, read_generator_state
 from otavatar.config import CONFIG_DIR, load_model_preset
 from otavatar.data.synthetic import (
@@ -48,7 +50,7 @@ from otavatar.models.rendering.rays import ray_bundle
 from otavatar.models.rendering.renderer import ImportanceRenderer
 from otavatar.training.pretrain import ParameterEmbedding, frontal_condition
 
-DEFAULT_GENERATOR = Path("pretrained/tiny_generator.pt")
+DEFAULT_GENERATOR = REPO_ROOT / "pretrained" / "tiny_generator.pt"  # committed with the repository
 EXPRESSION_NAMES = ("first", "jaw", "eyes", "other")  # the frames picked by pick_frames, as labelled on the sheet
 
 
@@ -177,7 +179,7 @@ def evaluate_generator(generator: TriPlaneGenerator | None, embedding: Parameter
         # (E, V, ...): the head's own camera first, then the extra yaws, as the pretrainer's batches.
         truth = torch.cat([video.images[:, None], video.view_images.transpose(0, 1)], 1).flatten(0, 1) * 2 - 1
         cameras = torch.cat([video.cameras[:, None], video.view_cameras.transpose(0, 1)], 1)
-        keypoints = torch.cat([video.keypoints[:, None], video.view_keypoints.transpose(0, 1)], 1).flatten(0, 1) * (resolution / 512)
+        keypoints = torch.cat([video.keypoints[:, None], video.view_keypoints.transpose(0, 1)], 1).flatten(0, 1) * (resolution / LANDMARK_REFERENCE_SIZE)
         views = cameras.shape[1]
         image = _draw(generator, embedding, closed_form, head.identity, expression, cameras, resolution)
         # The first frame's expression seen by every later camera: one head, drawn (and its planes made) once.

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, render_video, sample_identity, sample_talking_sequence
 from otavatar.preprocess.detection import FaceDetector
 from otavatar.preprocess.head_pose import RIGID_LANDMARKS
 from otavatar.preprocess.landmarks import LandmarkPredictor
 from otavatar.preprocess.landmark_motion import INNER_LIP_PAIRS, REST_EXPRESSION, read_landmark_motion
-from otavatar.preprocess.pipeline import REFERENCE_SIZE, Extractors, PreprocessSettings, ProcessedVideo, process_media
+from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, ProcessedVideo, process_media
 from otavatar.preprocess.reading import open_media
 
 # iBUG mirror pairs among the rigid landmarks; 27–30 and 33 lie on the midline.
@@ -100,7 +101,7 @@ def rigid_points(rendered: list[RenderedLandmarks]) -> np.ndarray:
     right = np.zeros((68, 3))
     for sequence in rendered:
         box = sequence.processed.box
-        scale = (box[2] - box[0]) / REFERENCE_SIZE
+        scale = (box[2] - box[0]) / LANDMARK_REFERENCE_SIZE
         points = (sequence.processed.keypoints + 0.5) * scale + box[:2]  # render pixels, continuous
         for frame, camera in enumerate(sequence.cameras):
             if not sequence.processed.detected[frame]:

@@ -32,6 +32,7 @@ from typing import Iterator
 
 import torch
 
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.datasets import FrameSource
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points, render_fixed_expression, render_video
 from otavatar.inversion import FrameLoss, InversionSettings, invert
@@ -76,14 +77,14 @@ def synthetic_ground_truth(source: FrameSource, source_video: str, driving_video
     angles = coefficients[:, ANGLES]
     resolution = source.image_size or database.resolution
     video = render_video(identity, expression, angles, coefficients[:, TRANSLATION], resolution, extra_view_yaws=())
-    return video.images * 2 - 1, video.cameras, video.keypoints * (resolution / 512)
+    return video.images * 2 - 1, video.cameras, video.keypoints * (resolution / LANDMARK_REFERENCE_SIZE)
 
 
 def synthetic_keypoints(source: FrameSource, video: str, cameras: torch.Tensor) -> torch.Tensor:
     """The landmarks ``(N, 68, 2)`` of ``video``'s first N frames seen from ``cameras (N, 25)``, in pixels of the frames."""
     identity = torch.from_numpy(source.database.array(video, "identity_params"))
     head = HeadModel(identity, _expression(source, video)[: len(cameras)])
-    return project_points(head.landmarks, cameras) * ((source.image_size or source.database.resolution) / 512)
+    return project_points(head.landmarks, cameras) * ((source.image_size or source.database.resolution) / LANDMARK_REFERENCE_SIZE)
 
 
 def synthetic_static_truth(source: FrameSource, source_video: str, cameras: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,7 @@ def episodes(
             data = source.video(video)
             if protocol == "self":
                 target = torch.stack([source.image(video, f) for f in range(count)])
-                keypoints = data["keypoint"][:count] * (target.shape[-1] / 512)
+                keypoints = data["keypoint"][:count] * (target.shape[-1] / LANDMARK_REFERENCE_SIZE)
                 yield Episode(video, video, video, data["motion"][:count], data["camera"][:count], target, data["camera"][0], keypoints=keypoints)
                 continue
             views = torch.from_numpy(source.database.array(video, "view_camera"))

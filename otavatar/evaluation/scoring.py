@@ -7,18 +7,19 @@ from pathlib import Path
 
 import torch
 
-from otavatar.evaluation.synthetic_regressor import load_synthetic_regressor
+from otavatar.assets import REPO_ROOT
+from otavatar.evaluation.synthetic_regressor import SyntheticMotionReader, load_synthetic_regressor
 from otavatar.losses.identity import load_arcface
 from otavatar.losses.lpips_alexnet import load_lpips
 from otavatar.metrics.faces import FaceLandmarks
 from otavatar.metrics.fid import load_fid_inception
 from otavatar.metrics.identity import ArcFaceEmbedder, DlibEmbedder
-from otavatar.metrics.motion import Deep3DMotionReader, SyntheticMotionReader
+from otavatar.metrics.motion import Deep3DMotionReader
 from otavatar.metrics.suite import Extractors, try_load
 from otavatar.preprocess.coefficients import CoefficientRegressor, load_reconnet
 
 MOTION_READERS = ("deep3d", "synthetic")
-DEFAULT_SYNTHETIC_REGRESSOR = Path("pretrained/tiny_regressor.pt")
+DEFAULT_SYNTHETIC_REGRESSOR = REPO_ROOT / "pretrained" / "tiny_regressor.pt"  # committed with the repository
 
 
 @dataclass

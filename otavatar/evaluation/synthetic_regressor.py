@@ -55,6 +55,23 @@ class SyntheticMotionRegressor(nn.Module):
         return self.normalised(images) * self.std + self.mean
 
 
+class SyntheticMotionReader:
+    """AED/APD's motion reader on synthetic heads (as :class:`otavatar.metrics.motion.Deep3DMotionReader` on real faces):
+    6 expression parameters, angles, translation."""
+
+    needs_landmarks = False
+
+    def __init__(self, regressor: SyntheticMotionRegressor, device: torch.device | str = "cpu") -> None:
+        self.regressor = regressor.to(device).eval()
+        self.device = torch.device(device)
+        self.name = SyntheticMotionRegressor.name
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        values = self.regressor(images.to(self.device)).cpu()
+        return {"expression": values[:, :6], "angles": values[:, 6:9], "translation": values[:, 9:12]}
+
+
 def video_targets(database: VideoLmdb, video: str) -> torch.Tensor:
     """Known parameters of a synthetic video's frames, ``(N, 12)``."""
     coefficients = torch.from_numpy(database.array(video, "coeff_3dmm"))

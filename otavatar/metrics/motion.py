@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.motion import ANGLES, EXPRESSION, TRANSLATION
 from otavatar.preprocess.coefficients import CoefficientRegressor
 from otavatar.preprocess.landmarks import five_from_68
 from otavatar.videos import to_uint8_frames
 
-AKD_RESOLUTION = 512
+AKD_RESOLUTION = LANDMARK_REFERENCE_SIZE  # AKD is in the stored landmarks' pixels
 REDUCTIONS = ("mean", "sum")
 
 
@@ -37,22 +37,6 @@ class Deep3DMotionReader:
         coefficients, _ = self.regressor(to_uint8_frames(images), points)
         coefficients = torch.from_numpy(coefficients)
         return {"expression": coefficients[:, EXPRESSION], "angles": coefficients[:, ANGLES], "translation": coefficients[:, TRANSLATION]}
-
-
-class SyntheticMotionReader:
-    """The synthetic heads' reader (:mod:`otavatar.evaluation.synthetic_regressor`): 6 expression parameters, angles, translation."""
-
-    needs_landmarks = False
-
-    def __init__(self, regressor: SyntheticMotionRegressor, device: torch.device | str = "cpu") -> None:
-        self.regressor = regressor.to(device).eval()
-        self.device = torch.device(device)
-        self.name = SyntheticMotionRegressor.name
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        values = self.regressor(images.to(self.device)).cpu()
-        return {"expression": values[:, :6], "angles": values[:, 6:9], "translation": values[:, 9:12]}
 
 
 def coefficient_distance(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy.signal import savgol_filter
 
-from otavatar.camera import FFHQ_FOCAL
+from otavatar.camera import FFHQ_FOCAL, LANDMARK_REFERENCE_SIZE
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HEAD_SCALE
 from otavatar.motion import synthetic_motion
 from otavatar.preprocess.head_pose import FRONTAL_DISTANCE, HeadPose, head_pose, landmark_template
@@ -126,7 +126,7 @@ def smooth(values: np.ndarray, frames: int = SMOOTHING_FRAMES) -> np.ndarray:
     return savgol_filter(values, frames, 2, axis=0, mode="nearest")
 
 
-def read_landmark_motion(keypoints: np.ndarray, detected: np.ndarray, crop_size: int = 512,
+def read_landmark_motion(keypoints: np.ndarray, detected: np.ndarray, crop_size: int = LANDMARK_REFERENCE_SIZE,
                          smoothing_frames: int = SMOOTHING_FRAMES) -> LandmarkMotion:
     """The synthetic heads' motion of a video from its landmarks ``(N, 68, 2)`` (dlib pixel indices in ``crop_size``²
     crops cut as the model's data) and ``detected (N,)``; see the module docstring. A single frame reads the rest expression."""

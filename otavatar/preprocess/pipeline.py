@@ -22,12 +22,10 @@ from otavatar.data.lmdb import VideoLmdbWriter, encode_image
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.coefficients import CoefficientRegressor, load_reconnet
 from otavatar.preprocess.crop import crop_box, crop_image, to_crop_coordinates
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.preprocess.detection import FaceDetector, NoFaceError, largest_face, track_largest_face
 from otavatar.preprocess.landmarks import LandmarkPredictor, five_from_68
 from otavatar.preprocess.reading import Media, MediaReadError, open_media
-
-REFERENCE_SIZE = 512  # landmarks are stored in 512-pixel coordinates whatever the crop size
-
 
 @dataclass(frozen=True)
 class PreprocessSettings:
@@ -140,7 +138,7 @@ def process_media(
         if extractors.regressor is not None:
             coefficients.append(extractors.regressor(batch_crops, five_from_68(batch_landmarks))[0])
         images += [encode_image(crop, settings.image_format) for crop in batch_crops]
-        keypoints.append(batch_landmarks * (REFERENCE_SIZE / settings.size))
+        keypoints.append(batch_landmarks * (LANDMARK_REFERENCE_SIZE / settings.size))
         if keep_crops:
             crops += batch_crops
         bar.update(len(batch))
@@ -285,7 +283,7 @@ def align_portrait(path: str | Path, settings: PreprocessSettings = PreprocessSe
         warnings.simplefilter("always")
         video = process_media(media, extractors, settings, keep_crops=True, progress=False)
     return Portrait(
-        video.crops[0], video.keypoints[0] * (settings.size / REFERENCE_SIZE),
+        video.crops[0], video.keypoints[0] * (settings.size / LANDMARK_REFERENCE_SIZE),
         None if video.coefficients is None else video.coefficients[0],
         None if video.condition is None else video.condition[0], video.box, extractors.missing,
     )

@@ -16,12 +16,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from otavatar.checkpoints import checkpoint_motion_space
+from otavatar.checkpoints import CHECKPOINT_FORMAT, MODEL_FORMAT, checkpoint_motion_space
 from otavatar.errors import FileFormatError
 from otavatar.files import atomic_write, load_torch_file
 
-CHECKPOINT_FORMAT = "otavatar-train-v1"
-MODEL_FORMAT = "otavatar-model-v1"  # inference only: EMA weights and the model config
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d{9})\.pt$")
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otavatar.camera import TRACKER_FOCAL, head_pose_camera, look_at_camera
+from otavatar.camera import LANDMARK_REFERENCE_SIZE, TRACKER_FOCAL, head_pose_camera, look_at_camera
 from otavatar.data.synthetic import (
     EXPRESSION_PARAMETERS,
     EXTRA_VIEW_YAWS,
@@ -204,7 +204,7 @@ def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, r
     raw = (output["image_raw"] - F.interpolate(target, size=output["image_raw"].shape[-2:], mode="area")).abs().mean()
     loss, terms = image + raw_weight * raw, {"l1_image": image.item(), "l1_raw": raw.item()}
     if region_weight:
-        scale = target.shape[-1] / 512
+        scale = target.shape[-1] / LANDMARK_REFERENCE_SIZE
         region = RegionLoss()(output["image"], target, keypoints.reshape(-1, 68, 2).to(target) * scale)
         loss, terms = loss + region_weight * region, {**terms, "l1_regions": region.item()}
     return loss, terms

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -76,7 +76,6 @@ class TrainerSettings:
     motion_target_steps: int = 0  # k > 0: C regresses onto per-frame w_x fitted by k Adam steps (the paper: 0, C learns through the renderer); joint schedule: w_id is fitted with them
     motion_target_lr: float = 0.05
     motion_target_buffer: int = 512  # fitted (x, w_x) pairs C regresses onto, the most recent kept
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.identity_space not in ("w", "w_plus"):
@@ -116,7 +115,8 @@ class DecouplingTrainer:
 
     Args:
         animator: live G_eg and C (trained).
-        frame_loss: ``frame_loss(output, target, super_resolve=..., planes_loss=...)`` → (total, named terms).
+        frame_loss: ``frame_loss(output, target, super_resolve=..., generator=...)`` → (total, named terms); ``generator``
+            samples the density terms (:meth:`otavatar.losses.animation.AnimationLoss.forward`).
         settings: the schedule and optimiser choices.
         world_size: processes averaging gradients.
     """
