@@ -189,3 +189,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically."""
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def replace_marked_block(path: Path, markers: tuple[str, str], text: str) -> None:
+    """Replace what lies between the two ``markers`` lines of a text file (a generated table in the README) with ``text``, atomically."""
+    start, end = markers
+    content = path.read_text()
+    if start not in content or end not in content:
+        raise InputError(f"{path} has no {start} … {end} block to replace")
+    block = f"{start}\n{text}{end}"
+    atomic_write_text(path, re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, content, flags=re.S))

@@ -11,6 +11,7 @@ grows and written to JSON.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -24,8 +25,7 @@ from otavatar.files import atomic_write_text, check_outputs
 from otavatar.speed import PRECISIONS, SPEED_MODES, CudaSettings, speed_mode_by_name
 
 
-@script
-def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = ScriptParser(__doc__)
     parser.add_argument("--preset", nargs="+", default=["tiny"], help=f"model presets: {model_presets()}")
     parser.add_argument("--mode", nargs="+", default=["exact"], choices=sorted(SPEED_MODES), help="speed modes (otavatar/speed.py)")
@@ -55,6 +55,12 @@ def main(argv: list[str]) -> None:
         parser.error(f"--warmup {args.warmup}: CUDA graphs (--compile-mode reduce-overhead) record on the 2nd run and replay "
                      f"from the 3rd; use --warmup {CUDA_GRAPH_WARMUP} or more")
     check_outputs({}, files={"--json": args.json})
+    return args
+
+
+@script
+def main(argv: list[str]) -> None:
+    args = parse(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = []

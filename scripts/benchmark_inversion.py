@@ -12,6 +12,7 @@ the loss values only compare runs under the same random networks.
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -29,8 +30,7 @@ from otavatar.losses.identity import ResNetArcFace
 from otavatar.pipeline import DEFAULT_CHECKPOINT, load_model
 
 
-@script
-def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--loss", default="offline_l1", help="loss preset of configs/loss")
@@ -44,6 +44,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     check_outputs({"--checkpoint": args.checkpoint}, files={"--json": args.json})
+    return args
+
+
+@script
+def main(argv: list[str]) -> None:
+    args = parse(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from otavatar.evaluation.disentanglement import (
 )
 from otavatar.evaluation.protocols import BASELINES
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
-from otavatar.files import atomic_write_text
+from otavatar.files import atomic_write_text, replace_marked_block
 from otavatar.inversion import InversionSettings
 from otavatar.losses.animation import AnimationLoss
 from otavatar.metrics.suite import Extractors
@@ -90,18 +89,9 @@ def table_header(cfg: DictConfig, train_cfg: DictConfig) -> str:
     )
 
 
-def update_readme(readme: Path, table: str) -> None:
-    text = readme.read_text()
-    start, end = README_MARKERS
-    if start not in text or end not in text:
-        raise InputError(f"{readme} has no {start} … {end} block to replace")
-    block = f"{start}\n{table}{end}"
-    atomic_write_text(readme, re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
-    print(f"{readme}: results table updated")
-
-
-@script
-def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The options, with the benchmark config (``cfg``), the verdicts' ``pairs`` and every variant and seed's training
+    config (``runs``), composed and checked before anything trains."""
     parser = ScriptParser(__doc__)
     parser.add_argument("--config", type=Path, default=CONFIG_DIR / "benchmark" / "disentanglement.yaml")
     parser.add_argument("--variants", help="comma-separated subset of the config's variants")
@@ -128,9 +118,17 @@ def main(argv: list[str]) -> None:
         seeds = {name: [seed for seed in listed if seed in wanted] for name, listed in seeds.items()}
         if not all(seeds.values()):
             parser.error(f"--seeds {args.seeds}: no seed of {[name for name, listed in seeds.items() if not listed]} among them")
-    runs = {  # every variant and seed composed and checked before anything trains
+    args.runs = {
         (name, seed): variant_training_config(cfg, name, seed, iterations, args.device, str(args.config)) for name in names for seed in seeds[name]
     }
+    args.cfg, args.names, args.pairs = cfg, names, pairs
+    return args
+
+
+@script
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    cfg, names, pairs, runs = args.cfg, args.names, args.pairs, args.runs
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     extractors = build_extractors("synthetic", ExtractorPaths(alexnet=args.alexnet, synthetic_regressor=args.synthetic_regressor), args.device, faces=False, fid=False)
@@ -159,7 +157,8 @@ def main(argv: list[str]) -> None:
     atomic_write_text(out / "table.md", table)
     print(table)
     if args.update_readme:
-        update_readme(Path("README.md"), table)
+        replace_marked_block(Path("README.md"), README_MARKERS, table)
+        print("README.md: results table updated")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ synthetic protocols invert with ``offline_l1``. Both files state the loss and sc
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import time
 from dataclasses import asdict
@@ -22,12 +23,10 @@ import torch
 
 from otavatar.cli import ScriptParser, add_schedule_arguments, add_speed_arguments, at_least, available_device, pipeline_settings, script
 from otavatar.config import load_loss_preset
-from otavatar.data.datasets import FrameSource
-from otavatar.data.lmdb import VideoLmdb
 from otavatar.evaluation.protocols import BASELINES, PROTOCOLS, SYNTHETIC_ONLY_BASELINES
-from otavatar.evaluation.report import write_results
-from otavatar.evaluation.runner import EvaluationSettings, animation_fps, run_evaluation
-from otavatar.errors import InputError, MissingInputError
+from otavatar.evaluation.report import evaluation_record, write_results
+from otavatar.evaluation.runner import EvaluationSettings, animation_fps, protocol_source, run_evaluation
+from otavatar.errors import MissingInputError
 from otavatar.evaluation.scoring import DEFAULT_SYNTHETIC_REGRESSOR, ExtractorPaths, build_extractors
 from otavatar.files import check_outputs
 from otavatar.losses.animation import missing_weight_files
@@ -35,8 +34,8 @@ from otavatar.metrics.suite import MetricSuite
 from otavatar.pipeline import Pipeline, PipelineSettings
 
 
-@script
-def main(argv: list[str]) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The options, checked, with the resolved baselines, loss, inversion schedule, motion reader and output folder."""
     parser = ScriptParser(__doc__)
     parser.add_argument("--checkpoint", default=PipelineSettings.checkpoint)
     parser.add_argument("--dataset", default="datasets/synthetic_128", help="a dataset in the reference layout (its test list is evaluated)")
@@ -78,78 +77,56 @@ def main(argv: list[str]) -> None:
         parser.error("--fps measures the checkpoint's animation path: it cannot be combined with --renders")
     synthetic = args.protocol.startswith("synthetic")
     requested = args.baselines if args.baselines is not None else "static,still" + (",ground_truth_static" if synthetic else "")
-    baselines = () if args.renders else tuple(name for name in requested.split(",") if name)
-    unknown = set(baselines) - set(BASELINES)
+    args.baselines = () if args.renders else tuple(name for name in requested.split(",") if name)
+    unknown = set(args.baselines) - set(BASELINES)
     if unknown:
         parser.error(f"--baselines: unknown {sorted(unknown)}; choose from {sorted(BASELINES)}")
-    if not synthetic and set(baselines) & set(SYNTHETIC_ONLY_BASELINES):
+    if not synthetic and set(args.baselines) & set(SYNTHETIC_ONLY_BASELINES):
         parser.error(f"--baselines: {sorted(SYNTHETIC_ONLY_BASELINES)} need a synthetic_* protocol (they render the true head)")
     if args.include_driver and args.protocol != "cross_id":
         parser.error("--include-driver applies to --protocol cross_id only")
-    loss = args.loss = args.loss or ("offline_l1" if synthetic else "release")
-    inversion = pipeline_settings(args).inversion()  # the loss preset and schedule are read and checked before any work
-    missing = [] if args.renders else missing_weight_files(load_loss_preset(loss))
+    args.loss = args.loss or ("offline_l1" if synthetic else "release")
+    args.inversion = pipeline_settings(args).inversion()  # the loss preset and schedule are read and checked before any work
+    missing = [] if args.renders else missing_weight_files(load_loss_preset(args.loss))
     if missing:
-        raise MissingInputError(f"--loss {loss}: missing {', '.join(missing)} (see pretrained/README.md); "
+        raise MissingInputError(f"--loss {args.loss}: missing {', '.join(missing)} (see pretrained/README.md); "
                                 "or pass --loss offline_l1, which needs neither but is not the release's inversion loss")
+    args.motion_reader = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
+    args.out = args.out or Path("results") / args.protocol
+    args.dataset = Path(args.dataset)
+    if not args.dataset.is_dir():
+        raise MissingInputError(f"--dataset {args.dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {args.dataset})")
+    inputs = {"--checkpoint": None if args.renders else args.checkpoint, "--dataset": args.dataset, "--renders": args.renders,
+              "--alexnet": args.alexnet, "--inception": args.inception, "--arcface": args.arcface, "--deep3dfacerecon": args.deep3dfacerecon}
+    check_outputs(inputs, folders={"--out": args.out})
+    return args
 
+
+@script
+def main(argv: list[str]) -> None:
+    args = parse(argv)
     started = time.perf_counter()
-    out = args.out or Path("results") / args.protocol
-    dataset = Path(args.dataset)
-    if not dataset.is_dir():
-        raise MissingInputError(f"--dataset {dataset}: no such folder (the synthetic set: python scripts/preprocess.py synthetic --out {dataset})")
-    inputs = {"--checkpoint": None if args.renders else args.checkpoint, "--dataset": dataset, "--renders": args.renders, "--alexnet": args.alexnet,
-              "--inception": args.inception, "--arcface": args.arcface, "--deep3dfacerecon": args.deep3dfacerecon}
-    check_outputs(inputs, folders={"--out": out})
     pipeline = None if args.renders else Pipeline.load(pipeline_settings(args))
-    animator, model_config, sha256 = (None, None, None) if args.renders else (pipeline.animator, pipeline.model_config, pipeline.checkpoint_sha256)
-    size = model_config["generator"]["img_resolution"] if model_config else None
-    database = VideoLmdb(dataset, args.resolution or size or _only_resolution(dataset))
-    test_videos = database.splits["test"]
-    exact = args.protocol == "multiview" and bool(test_videos) and database.has(test_videos[0], "camera")
-    camera_source = args.camera_source or ("ground_truth" if synthetic or exact else "condition")
-    source = FrameSource(database, camera_source, image_size=size, motion_space=model_config["motion_space"] if model_config else None)
-
-    motion = args.motion_reader if args.motion_reader != "auto" else ("synthetic" if synthetic else "deep3d")
+    source = protocol_source(args.dataset, args.protocol, pipeline.model_config if pipeline else None, args.resolution, args.camera_source)
     paths = ExtractorPaths(args.alexnet, args.inception, args.arcface, args.deep3dfacerecon, args.synthetic_regressor)
-    extractors = build_extractors(motion, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
-    methods = ["otavatar", *baselines]
-    suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in methods}
+    extractors = build_extractors(args.motion_reader, paths, args.device, faces=not args.no_face_metrics, fid=not args.no_fid)
+    suites = {method: MetricSuite(extractors, args.reduction, args.device) for method in ("otavatar", *args.baselines)}
 
     torch.manual_seed(args.seed)
-    frame_loss = None if args.renders else pipeline.frame_loss
-    settings = EvaluationSettings(args.protocol, args.driving, args.frames, args.episodes, baselines, inversion, args.include_driver)
+    settings = EvaluationSettings(args.protocol, args.driving, args.frames, args.episodes, args.baselines, args.inversion, args.include_driver)
+    animator, frame_loss = (pipeline.animator, pipeline.frame_loss) if pipeline else (None, None)
     with pipeline.speed("evaluation") if pipeline is not None else contextlib.nullcontext():
-        per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, out / "renders" if args.save_renders else None)
-        fps = animation_fps(animator, source, database.splits["test"][0]) if args.fps else None
-    suite = suites["otavatar"]
-    results = {
-        "protocol": args.protocol,
-        "dataset": str(dataset),
-        "checkpoint": str(args.renders or args.checkpoint),
-        "checkpoint_sha256": sha256,
-        "episodes": len(per_video["otavatar"]),
-        "metrics": suite.metrics(),
-        "overall": {method: suites[method].summary() for method in methods},
-        "per_video": per_video,
-        **suite.description(),
-        "inversion": None if args.renders else {"loss": loss, "schedule": args.schedule, **asdict(inversion)},
+        per_video = run_evaluation(animator, source, settings, suites, frame_loss, args.renders, args.out / "renders" if args.save_renders else None)
+        fps = animation_fps(animator, source, source.database.splits["test"][0]) if args.fps else None
+    run = {
+        "dataset": str(args.dataset), "checkpoint": str(args.renders or args.checkpoint), "checkpoint_sha256": pipeline and pipeline.checkpoint_sha256,
+        "inversion": None if args.renders else {"loss": args.loss, "schedule": args.schedule, **asdict(args.inversion)},
         **({"include_driver": args.include_driver} if args.protocol == "cross_id" else {}),
         "speed": {"mode": args.speed, "tf32": args.tf32},
     }
-    if fps is not None:
-        results["fps"] = fps
-    files = write_results(out, results)
+    files = write_results(args.out, evaluation_record(args.protocol, suites, per_video, run, fps))
     print(open(files[-1]).read())
     print(f"wrote {', '.join(map(str, files))} in {time.perf_counter() - started:.0f} s")
-
-
-def _only_resolution(dataset: Path) -> int:
-    """The single LMDB resolution of ``dataset`` (when no model says which one)."""
-    found = sorted(int(p.name) for p in dataset.iterdir() if p.is_dir() and p.name.isdigit())
-    if len(found) != 1:
-        raise InputError(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
-    return found[0]
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=available_device, default="cpu")
 
 
-@script
-def main(argv: list[str]) -> None:
+def build_parser() -> ScriptParser:
+    """One sub-command per source: synthetic, video, portrait, multiface."""
     parser = ScriptParser(__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     synth = commands.add_parser("synthetic", help="procedural talking heads with exact ground truth")
@@ -123,7 +123,12 @@ def main(argv: list[str]) -> None:
     capture.add_argument("--coefficient-weights", default=None, help="Deep3DFaceRecon epoch_20.pth (default: pretrained/deep3dfacerecon/)")
     capture.add_argument("--device", type=available_device, default="cpu")
     capture.set_defaults(run=multiface)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@script
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
     args.run(args)
 
 

@@ -8,9 +8,11 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Mapping
 
 from otavatar.evaluation.protocols import BASELINES
 from otavatar.files import atomic_write_text
+from otavatar.metrics.suite import MetricSuite
 
 # OTAvatar, CVPR 2023, Table 1 (multi-view on Multiface; cross-identity on HDTF driven by WRA_EricCantor_000).
 PAPER_TABLE_1 = {
@@ -60,6 +62,20 @@ def markdown_table(overall: dict[str, dict], metrics: list[str], title: str, fps
         lines += ["", "| Table 2 | FPS | device |", "|---|---|---|",
                   f"| this checkpoint | {fps['fps']:.2f} | {fps['device']} |", f"| paper | {PAPER_FPS['fps']:.0f} | {PAPER_FPS['device']} |"]
     return "\n".join(lines) + "\n"
+
+
+def evaluation_record(protocol: str, suites: Mapping[str, MetricSuite], per_video: dict, run: Mapping[str, object], fps: dict | None = None) -> dict:
+    """``results.json``'s content: the protocol, the metrics of every method (``suites``: method → suite that scored it;
+    ``otavatar`` first), per video and overall, what the metrics mean, ``run`` (dataset, checkpoint, inversion, speed)
+    and Table 2's ``fps`` when measured."""
+    suite = suites["otavatar"]
+    results = {
+        "protocol": protocol, "dataset": run.get("dataset"), "checkpoint": run.get("checkpoint"), "checkpoint_sha256": run.get("checkpoint_sha256"),
+        "episodes": len(per_video["otavatar"]), "metrics": suite.metrics(),
+        "overall": {method: each.summary() for method, each in suites.items()}, "per_video": per_video, **suite.description(),
+        **{key: value for key, value in run.items() if key not in ("dataset", "checkpoint", "checkpoint_sha256")},
+    }
+    return {**results, "fps": fps} if fps is not None else results
 
 
 def write_results(out: Path, results: dict) -> list[Path]:

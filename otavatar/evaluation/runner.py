@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from PIL import Image
 
 from otavatar.benchmarking import device_name, synchronize
 from otavatar.data.datasets import FrameSource
+from otavatar.data.lmdb import VideoLmdb
 from otavatar.errors import InputError, MissingInputError
 from otavatar.evaluation.protocols import Episode, baseline_frames, episodes, invert_source, render
 from otavatar.inversion import FrameLoss, InversionSettings
@@ -32,6 +33,27 @@ class EvaluationSettings:
     baselines: tuple[str, ...] = ("static", "still")  # ground_truth_static only exists on synthetic protocols
     inversion: InversionSettings = field(default_factory=InversionSettings)
     include_driver: bool = False  # cross_id: also drive the driver's own first frame, as the release does
+
+
+def only_resolution(dataset: Path) -> int:
+    """The single LMDB resolution of ``dataset`` (when no model says which one)."""
+    found = sorted(int(p.name) for p in dataset.iterdir() if p.is_dir() and p.name.isdigit())
+    if len(found) != 1:
+        raise InputError(f"--dataset {dataset}: holds resolutions {found}; choose one with --resolution")
+    return found[0]
+
+
+def protocol_source(dataset: Path, protocol: str, model_config: Mapping[str, Any] | None, resolution: int | None = None,
+                    camera_source: str | None = None) -> FrameSource:
+    """The frames a protocol reads from ``dataset``: at ``resolution`` (default: the model's, else the dataset's only one),
+    cameras from ``camera_source`` (default: ground truth for synthetic protocols and for multiview on a dataset that
+    stores exact cameras, the tracker's condition otherwise), motion in the model's motion space."""
+    size = model_config["generator"]["img_resolution"] if model_config else None
+    database = VideoLmdb(dataset, resolution or size or only_resolution(dataset))
+    test_videos = database.splits["test"]
+    exact = protocol == "multiview" and bool(test_videos) and database.has(test_videos[0], "camera")
+    camera_source = camera_source or ("ground_truth" if protocol.startswith("synthetic") or exact else "condition")
+    return FrameSource(database, camera_source, image_size=size, motion_space=model_config["motion_space"] if model_config else None)
 
 
 def episode_folder(name: str) -> str:
