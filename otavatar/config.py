@@ -7,6 +7,7 @@ keywords) and a ``controller`` block.
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
@@ -51,14 +52,20 @@ def load_model_preset(name_or_path: str | Path) -> DictConfig:
     return cfg
 
 
-def typed_settings(cls: type[Settings], values: Mapping[str, Any], where: str = "") -> Settings:
+def typed_settings(cls: type[Settings], values: Mapping[str, Any], where: str = "", select: bool = False) -> Settings:
     """The dataclass ``cls`` from config ``values``, each checked against its field's type (OmegaConf's
-    validation) and unknown keys refused, before any work; the error names the key."""
+    validation) and unknown keys refused (``select``: only ``cls``'s fields are read from ``values``), before
+    any work; the error names the key. The one conversion of YAML to settings: lists become the tuples a field declares."""
+    if select:
+        values = {field.name: values[field.name] for field in fields(cls) if field.name in values}
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
     except OmegaConfBaseException as error:
         key = ".".join(part for part in (where, str(error.full_key)) if part)
         raise InputError(f"{key}: {str(error.msg).splitlines()[0]}") from error
+    tuples = {field.name: tuple(getattr(settings, field.name)) for field in fields(cls)
+              if str(field.type).startswith("tuple") and isinstance(getattr(settings, field.name), list)}
+    return replace(settings, **tuples)
 
 
 def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict:
@@ -92,7 +99,8 @@ def inversion_presets() -> list[str]:
 
 def load_inversion_preset(name_or_path: str | Path) -> InversionSettings:
     """An inversion schedule of ``configs/inversion`` by name (``release``, ``fast``) or by YAML path."""
-    return InversionSettings.from_config(_plain(OmegaConf.load(_preset_file("inversion", name_or_path, "inversion schedule", "schedules"))))
+    path = _preset_file("inversion", name_or_path, "inversion schedule", "schedules")
+    return typed_settings(InversionSettings, OmegaConf.load(path), str(path))
 
 
 def load_loss_preset(name: str) -> DictConfig:

@@ -6,12 +6,12 @@ correction of the normalised intrinsics absorbs the crop and focal mismatch of r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import torch
 
-from otavatar.errors import InputError, check_integer, check_positive
+from otavatar.errors import check_integer, check_positive
 from otavatar.models.animator import Animator
 from otavatar.models.eg3d import TriPlaneGenerator
 
@@ -38,6 +38,20 @@ def correct_intrinsics(camera_label: torch.Tensor, correction: torch.Tensor) -> 
 
 
 FrameLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def camera_optimizer(correction: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+    """The release's AdamW on the intrinsics correction (betas 0.9, 0.9999; no weight decay)."""
+    return torch.optim.AdamW([correction], lr=lr, betas=(0.9, 0.9999), weight_decay=0.0)
+
+
+def identity_optimizers(
+    identity_code: torch.Tensor, correction: torch.Tensor, lr: float, camera_lr: float, optimize_camera: bool
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    """The release's optimisers of an identity inversion, in one-shot construction and in training alike: Adam on
+    w_id (betas 0.9, 0.999) and :func:`camera_optimizer` on the correction (None when the camera is not optimised)."""
+    return (torch.optim.Adam([identity_code], lr=lr, betas=(0.9, 0.999)),
+            camera_optimizer(correction, camera_lr) if optimize_camera else None)
 
 
 @dataclass
@@ -69,15 +83,6 @@ class InversionSettings:
         check_positive("camera_lr", self.camera_lr)
         if self.sr_steps is not None:
             check_integer("sr_steps", self.sr_steps, 0)
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> InversionSettings:
-        """From a schedule config (configs/inversion/*.yaml): fields of this class, unknown keys refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise InputError(f"inversion config: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(config))
 
     @property
     def steps(self) -> int:
@@ -162,10 +167,7 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
     """One phase: Adam on the identity code (and AdamW on the shared correction, updated in place)."""
     identity = identity.detach().clone().requires_grad_(True)
     correction.requires_grad_(settings.optimize_camera)
-    optimizer = torch.optim.Adam([identity], lr=settings.lr, betas=(0.9, 0.999))
-    camera_optimizer = (
-        torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0) if settings.optimize_camera else None
-    )
+    optimizer, camera = identity_optimizers(identity, correction, settings.lr, settings.camera_lr, settings.optimize_camera)
     frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
     if "cache" in target:
         frame_target["cache"] = target["cache"]
@@ -174,14 +176,14 @@ def _optimise(animator, identity, correction, target, frame_loss, settings, step
         output = _render(animator, identity, correction, target, settings, super_resolve)
         loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
         optimizer.zero_grad(set_to_none=True)
-        if camera_optimizer:
-            camera_optimizer.zero_grad(set_to_none=True)
+        if camera:
+            camera.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip:
             torch.nn.utils.clip_grad_norm_([identity], settings.grad_clip)
         optimizer.step()
-        if camera_optimizer:
-            camera_optimizer.step()
+        if camera:
+            camera.step()
         curve.append(loss.detach())
         if on_step is not None:
             on_step(phase, step, curve[-1])
@@ -223,7 +225,7 @@ def fit_camera(
                 target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
         frame_target = {key: target[key] for key in ("image", "keypoints", "cache") if key in target}
         correction = torch.zeros(identity.shape[0], 18, device=identity.device, requires_grad=True)
-        optimizer = torch.optim.AdamW([correction], lr=settings.camera_lr, betas=(0.9, 0.9999), weight_decay=0.0)
+        optimizer = camera_optimizer(correction, settings.camera_lr)
         identity = identity.detach()
         for step in range(steps):
             super_resolve = sr_steps is None or step >= steps - sr_steps

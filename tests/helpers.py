@@ -51,7 +51,8 @@ def micro_checkpoint(folder, iteration: int = 1, motion_space: str = "3dmm"):
     from omegaconf import OmegaConf
 
     from otavatar.training import checkpointing
-    from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+    from otavatar.training.trainer import DecouplingTrainer
+    from otavatar.training.trainer_settings import TrainerSettings
 
     trainer = DecouplingTrainer(micro_animator(), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))
     state = {**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {"model": OmegaConf.to_container(micro_config()), "data": {"motion_space": motion_space}}}

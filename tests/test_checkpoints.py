@@ -1,6 +1,5 @@
 """Loading released weights: EG3D .pkl (restricted unpickler), .pth, OTAvatar's training checkpoint."""
 
-import io
 import os
 import pickle
 

@@ -6,7 +6,7 @@ import torch
 
 from otavatar.camera import (FRONTAL_TRANSLATION_Z, camera_to_condition, condition_to_camera, frontal_camera, head_pose_camera, look_at_camera,
                              rotation_from_angles, angles_from_rotation)
-from otavatar.data import synthetic
+from otavatar.data import synthetic, synthetic_video
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import LmdbLayoutError, VideoLmdb, VideoLmdbWriter, encode_image
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
@@ -58,14 +58,14 @@ def test_frontal_tracker_pose_gives_a_camera_at_distance_2_7():
 def test_synthetic_generation_is_deterministic_per_seed():
     def render(seed):
         g = torch.Generator().manual_seed(seed)
-        return synthetic.make_video(synthetic.sample_identity(g), 3, 64, g)
+        return synthetic_video.make_video(synthetic.sample_identity(g), 3, 64, g)
 
     a, b, c = render(5), render(5), render(6)
     assert torch.equal(a.images, b.images) and torch.equal(a.keypoints, b.keypoints)
     assert not torch.equal(a.images, c.images)
     assert a.view_images.shape == (2, 3, 3, 64, 64) and a.view_keypoints.shape == (2, 3, 68, 2)
     # A view with no extra yaw would see the landmarks where the main camera does.
-    same = synthetic.render_video(a.identity, a.expression, a.angles, a.translation, 64, extra_view_yaws=(0.0,))
+    same = synthetic_video.render_video(a.identity, a.expression, a.angles, a.translation, 64, extra_view_yaws=(0.0,))
     assert torch.allclose(same.view_keypoints[0], same.keypoints)
 
 
@@ -74,7 +74,7 @@ def test_landmarks_fall_on_the_rendered_mouth_and_eyes():
     identity = synthetic.sample_identity(g)
     expression = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]])  # mouth half open, eyes open
     for yaw in (0.0, 0.25):
-        video = synthetic.render_video(identity, expression, torch.tensor([[0.0, yaw, 0.0]]),
+        video = synthetic_video.render_video(identity, expression, torch.tensor([[0.0, yaw, 0.0]]),
                                        torch.tensor([[0.0, 0.0, FRONTAL_TRANSLATION_Z]]), 256, extra_view_yaws=())
         pixels = (video.keypoints[0] * 256 / 512).floor().long()
         labels = video.labels[0]
@@ -167,7 +167,7 @@ def test_expressions_are_legible_at_the_neural_rendering_resolution():
     region_of = {"jaw_open": "mouth", "smile": "mouth", "lip_pucker": "mouth", "right_eyelid": "left_eye", "left_eyelid": "right_eye"}
     expressions = torch.stack([neutral] + [neutral.clone().index_fill_(0, torch.tensor(i), v) for i, v in changes.values()])
     frames = len(expressions)
-    video = synthetic.render_video(identity, expressions, torch.zeros(frames, 3),
+    video = synthetic_video.render_video(identity, expressions, torch.zeros(frames, 3),
                                    torch.tensor([[0.0, 0.0, FRONTAL_TRANSLATION_Z]]).expand(frames, -1), 64, extra_view_yaws=())
     for k, name in enumerate(changes, start=1):
         changed = (video.images[k] - video.images[0]).abs().amax(0) > 0.1

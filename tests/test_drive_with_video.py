@@ -13,7 +13,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from otavatar.data.synthetic import render_video, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic import sample_identity, sample_talking_sequence
+from otavatar.data.synthetic_video import render_video
 from otavatar.videos import has_audio, write_video
 from tests.helpers import micro_checkpoint
 

@@ -19,7 +19,8 @@ from otavatar.evaluation.protocols import episodes
 from otavatar.evaluation.report import run_notes
 from otavatar.losses.identity import ResNetArcFace
 from otavatar.training import checkpointing
-from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer
+from otavatar.training.trainer_settings import TrainerSettings
 from tests.helpers import micro_config, pixel_loss
 
 REPO = Path(__file__).resolve().parent.parent

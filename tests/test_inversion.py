@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from otavatar.errors import InputError
 from otavatar.inversion import InversionSettings, correct_intrinsics, initial_identity_code, invert
 from tests.helpers import HostReads, frontal_cameras, micro_animator, pixel_loss
 
@@ -75,7 +76,7 @@ def test_super_resolution_only_in_the_steps_whose_loss_uses_it():
         assert seen == [(flag, flag) for flag in expected]
 
 
-def test_inversion_presets_load_and_unknown_ones_are_named():
+def test_inversion_presets_load_and_unknown_ones_are_named(tmp_path):
     from otavatar.config import load_inversion_preset
 
     release, fast = load_inversion_preset("release"), load_inversion_preset("fast")
@@ -83,8 +84,9 @@ def test_inversion_presets_load_and_unknown_ones_are_named():
     assert fast.sr_steps is None and fast.steps < release.steps
     with pytest.raises(FileNotFoundError, match="nope.*schedules: .*fast"):
         load_inversion_preset("nope")
-    with pytest.raises(ValueError, match=r"unknown keys \['w_stepz'\]"):
-        InversionSettings.from_config({"w_stepz": 3})
+    (tmp_path / "typo.yaml").write_text("w_stepz: 3\n")
+    with pytest.raises(InputError, match=r"typo.yaml.w_stepz: Key 'w_stepz' not in 'InversionSettings'"):
+        load_inversion_preset(tmp_path / "typo.yaml")
 
 
 def test_time_to_avatar_compares_the_release_run_with_ours_on_one_objective():
@@ -130,3 +132,9 @@ def test_inversion_reads_the_loss_once_not_every_step(monkeypatch):
     result = invert(animator, target, pixel_loss, InversionSettings(w_steps=4, w_plus_steps=3, sr_steps=1, deterministic=True))
     assert len(result.loss_curve) == 7 and all(isinstance(value, float) for value in result.loss_curve)
     assert [name for name, *_ in reads.calls] == ["tolist"], reads.calls
+
+
+def test_the_release_preset_saves_the_settings_defaults():
+    from otavatar.config import load_inversion_preset
+
+    assert load_inversion_preset("release") == InversionSettings()

@@ -14,7 +14,7 @@ from otavatar.files import load_torch_file
 from otavatar.camera import FRONTAL_TRANSLATION_Z, TRACKER_FOCAL, head_pose_camera
 from otavatar.data.synthetic import HeadModel, sample_identity
 from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_learning_rate, field_loss, field_samples,
-                                        in_feature_boxes, reconstruction_loss, render_views, sample_heads)
+                                        in_feature_boxes, reconstruction_loss, sample_heads)
 from tests.helpers import micro_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def test_field_learning_rate_anneals_from_its_start_to_its_end():
     rates = [field_learning_rate(settings, iteration) for iteration in range(11)]
     assert rates[0] == pytest.approx(3e-2) and rates[-1] == pytest.approx(1e-3) and rates[5] == pytest.approx((3e-2 + 1e-3) / 2)
     assert all(earlier > later for earlier, later in zip(rates, rates[1:]))
-    held = PretrainSettings(field_iterations=11, field_lr=3e-2)
+    held = PretrainSettings(field_iterations=11, field_lr=3e-2, field_lr_end=None)
     assert {field_learning_rate(held, iteration) for iteration in range(11)} == {3e-2}
 
 
@@ -183,3 +183,10 @@ def test_resuming_onto_an_accelerator_reads_the_checkpoint_to_the_cpu(tmp_path):
     assert on_accelerator.iteration == 1
     states = list(on_accelerator.optimizer.state.values())
     assert states and all(state["exp_avg"].device.type == "meta" for state in states)
+
+
+def test_the_pretrain_config_saves_the_settings_defaults():
+    """configs/pretrain.yaml is the recipe PretrainSettings' defaults hold: one source, two spellings kept equal."""
+    from otavatar.config import compose_config, typed_settings
+
+    assert typed_settings(PretrainSettings, compose_config(config_name="pretrain"), select=True) == PretrainSettings()

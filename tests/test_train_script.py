@@ -13,7 +13,8 @@ from otavatar.data.lmdb import VideoLmdb
 from otavatar.losses.animation import AnimationLoss, LossWeights
 from otavatar.training import from_config
 from otavatar.training.batches import training_batches
-from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer
+from otavatar.training.trainer_settings import TrainerSettings
 from tests.helpers import micro_animator
 
 REPO = Path(__file__).resolve().parent.parent

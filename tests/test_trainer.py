@@ -15,7 +15,8 @@ from otavatar.training.schedule import inner_schedule
 from otavatar.config import build_animator
 from otavatar.errors import InputError
 from otavatar.training.motion_targets import MotionTargetBuffer, regression_loss
-from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError
+from otavatar.training.trainer_settings import TrainerSettings
 from tests.helpers import HostReads, micro_animator, micro_config, pixel_loss, random_batch
 
 

@@ -8,7 +8,8 @@ from otavatar.config import compose_config
 from otavatar.losses.animation import AnimationLoss, LossWeights
 from otavatar.training.from_config import trainer_settings
 from otavatar.training.loop import ConfigMismatchError, RunSettings, train
-from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer
+from otavatar.training.trainer_settings import TrainerSettings
 from tests.helpers import micro_animator, pixel_loss, random_batch
 from tests.test_training_loop import SINGLE, RandomPairs
 

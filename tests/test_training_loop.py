@@ -7,7 +7,8 @@ from torch.utils.data import Dataset
 from otavatar.training.batches import IterationBatchSampler, SeededItems, training_batches
 from otavatar.training.distributed import DistributedContext
 from otavatar.training.loop import ConfigMismatchError, RunSettings, train
-from otavatar.training.trainer import DecouplingTrainer, TrainerSettings
+from otavatar.training.trainer import DecouplingTrainer
+from otavatar.training.trainer_settings import TrainerSettings
 from tests.helpers import frontal_cameras, micro_animator, pixel_loss
 
 SINGLE = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))

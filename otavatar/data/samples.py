@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE
-from otavatar.data.synthetic import SyntheticVideo, coefficients, make_video, sample_identity
+from otavatar.data.synthetic import sample_identity
+from otavatar.data.synthetic_video import SyntheticVideo, coefficients, make_video
 from otavatar.motion import motion_from_coeffs, motion_window, motion_windows
 
 SAMPLE_SEED = 2023

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from otavatar.camera import TRACKER_FOCAL
 from otavatar.data.lmdb import VideoLmdbWriter, encode_image, to_uint8
-from otavatar.data.synthetic import coefficients, make_video, sample_identity
+from otavatar.data.synthetic import sample_identity
+from otavatar.data.synthetic_video import coefficients, make_video
 from otavatar.errors import InputError
 
 

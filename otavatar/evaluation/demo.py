@@ -24,7 +24,7 @@ from torchvision.utils import make_grid
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.samples import SAMPLE_SEED, driving_windows, frame_target, sample_videos
-from otavatar.data.synthetic import render_fixed_expression, render_video
+from otavatar.data.synthetic_video import render_fixed_expression, render_video
 from otavatar.evaluation.protocols import Avatar, render
 from otavatar.files import atomic_write, atomic_write_text
 from otavatar.inversion import FrameLoss, InversionSettings, invert

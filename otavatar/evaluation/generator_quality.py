@@ -32,15 +32,8 @@ from otavatar.assets import REPO_ROOT
 from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.checkpoints import CheckpointError, file_sha256, generator_from_state, load_strict, read_generator_state
 from otavatar.config import CONFIG_DIR, load_model_preset
-from otavatar.data.synthetic import (
-    EXPRESSION_PARAMETERS,
-    EXTRA_VIEW_YAWS,
-    HeadModel,
-    head_fields,
-    render_video,
-    sample_identity,
-    sample_talking_sequence,
-)
+from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, head_fields, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic_video import EXTRA_VIEW_YAWS, render_video
 from otavatar.data.synthetic_dataset import held_out_identity_count, identity_generator
 from otavatar.evaluation.demo import contact_sheet
 from otavatar.files import atomic_write, atomic_write_text

@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE
-from otavatar.data.synthetic import EXPRESSION_PARAMETERS, render_video, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic import EXPRESSION_PARAMETERS, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic_video import render_video
 from otavatar.preprocess.detection import FaceDetector
 from otavatar.preprocess.head_pose import RIGID_LANDMARKS
 from otavatar.preprocess.landmarks import LandmarkPredictor

@@ -34,7 +34,8 @@ import torch
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.datasets import FrameSource
-from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points, render_fixed_expression, render_video
+from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points
+from otavatar.data.synthetic_video import render_fixed_expression, render_video
 from otavatar.inversion import FrameLoss, InversionSettings, invert
 from otavatar.models.animator import Animator
 from otavatar.motion import ANGLES, TRANSLATION

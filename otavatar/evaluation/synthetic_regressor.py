@@ -21,7 +21,8 @@ from torch import nn
 
 from otavatar.assets import AssetFormatError, MissingAssetError
 from otavatar.data.lmdb import VideoLmdb
-from otavatar.data.synthetic import render_video, sample_identity, sample_talking_sequence
+from otavatar.data.synthetic import sample_identity, sample_talking_sequence
+from otavatar.data.synthetic_video import render_video
 from otavatar.files import load_torch_file
 from otavatar.motion import ANGLES, TRANSLATION
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,16 +19,15 @@ from otavatar.models.animator import Animator
 from otavatar.speed import CudaSettings, configure_cuda, flush_denormals
 from otavatar.training.distributed import DistributedContext, init_distributed, main_process_first, shutdown_distributed
 from otavatar.training.loop import RunSettings, train
-from otavatar.training.trainer import TrainerSettings
+from otavatar.training.trainer_settings import TrainerSettings
 
 
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    settings = typed_settings(TrainerSettings, cfg, "trainer")
-    return replace(settings, controller_betas=tuple(settings.controller_betas), generator_betas=tuple(settings.generator_betas))
+    return typed_settings(TrainerSettings, cfg, "trainer")
 
 
 def run_settings(cfg: DictConfig) -> RunSettings:
-    return typed_settings(RunSettings, {field.name: cfg[field.name] for field in fields(RunSettings)})
+    return typed_settings(RunSettings, cfg, select=True)
 
 
 def build_training_animator(cfg: DictConfig) -> Animator:

@@ -17,7 +17,8 @@ from otavatar.training import checkpointing
 from otavatar.training.batches import training_batches
 from otavatar.training.distributed import DistributedContext, broadcast_parameters
 from otavatar.training.monitor import TrainingMonitor
-from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, TrainerSettings, host_scalars
+from otavatar.training.trainer import DecouplingTrainer, FrameLoss, NonFiniteLossError, host_scalars
+from otavatar.training.trainer_settings import TrainerSettings
 
 
 @dataclass

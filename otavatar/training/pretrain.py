@@ -31,17 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE, TRACKER_FOCAL, head_pose_camera, look_at_camera
-from otavatar.data.synthetic import (
-    EXPRESSION_PARAMETERS,
-    EXTRA_VIEW_YAWS,
-    IDENTITY_PARAMETERS,
-    HeadModel,
-    head_fields,
-    render_video,
-    sample_identity,
-    sample_talking_sequence,
-    surface_points,
-)
+from otavatar.data.synthetic import EXPRESSION_PARAMETERS, IDENTITY_PARAMETERS, HeadModel, head_fields, sample_identity, sample_talking_sequence, surface_points
+from otavatar.data.synthetic_video import EXTRA_VIEW_YAWS, render_video
 from otavatar.losses.region import LANDMARK_GROUPS, RegionLoss
 from otavatar.models.eg3d import TriPlaneGenerator
 from otavatar.training.checkpointing import restore_rng_state, rng_state
@@ -51,24 +42,24 @@ NUM_PARAMETERS = len(IDENTITY_PARAMETERS) + len(EXPRESSION_PARAMETERS)
 
 @dataclass
 class PretrainSettings:
-    """The recipe (configs/pretrain.yaml)."""
+    """The recipe of ``pretrained/tiny_generator.pt``; configs/pretrain.yaml saves these defaults (a test holds them equal)."""
 
-    iterations: int = 3000
+    iterations: int = 5250  # in all: the field iterations, then image iterations
     batch_size: int = 4
     lr: float = 2e-3
     betas: tuple[float, float] = (0.9, 0.99)
     raw_weight: float = 1.0
-    region_weight: float = 0.0
+    region_weight: float = 0.1
     region_start: int = 0  # the iteration from which the region term counts
     extra_view_yaws: tuple[float, ...] = EXTRA_VIEW_YAWS
     w_avg_samples: int = 2048
-    field_iterations: int = 0  # the first iterations train on closed-form fields only (no rendering)
-    field_lr: float | None = None  # the learning rate of those iterations (None: lr) ...
-    field_lr_end: float | None = None  # ... annealed (cosine) to this one by their end (None: held)
-    field_weight: float = 0.0  # the field term's weight in the image iterations
+    field_iterations: int = 5000  # the first iterations train on closed-form fields only (no rendering)
+    field_lr: float | None = 3e-2  # the learning rate of those iterations (None: lr) ...
+    field_lr_end: float | None = 1e-3  # ... annealed (cosine) to this one by their end (None: held)
+    field_weight: float = 0.5  # the field term's weight in the image iterations
     field_points: int = 8192  # points per head: half near the surface, half along view rays
-    field_region_fraction: float = 0.0  # of the surface points, drawn in the eye and mouth boxes
-    image_batch_size: int | None = None  # heads per image iteration (None: batch_size); rendering costs more per head
+    field_region_fraction: float = 0.5  # of the surface points, drawn in the eye and mouth boxes
+    image_batch_size: int | None = 2  # heads per image iteration (None: batch_size); rendering costs more per head
 
 
 class ParameterEmbedding(nn.Module):

@@ -55,13 +55,7 @@ def pretrain_from_config(cfg: DictConfig) -> Path:
     device = _device(cfg.device)
     configure_cuda(typed_settings(CudaSettings, cfg.cuda, "cuda"))
     generator = build_generator(cfg.model.generator).to(device).train()
-    settings = PretrainSettings(
-        iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr, betas=tuple(cfg.betas), raw_weight=cfg.raw_weight,
-        region_weight=cfg.region_weight, region_start=cfg.region_start, extra_view_yaws=tuple(cfg.extra_view_yaws), w_avg_samples=cfg.w_avg_samples,
-        field_iterations=cfg.field_iterations, field_lr=cfg.field_lr, field_lr_end=cfg.field_lr_end, field_weight=cfg.field_weight,
-        field_points=cfg.field_points, field_region_fraction=cfg.field_region_fraction,
-        image_batch_size=cfg.image_batch_size,
-    )
+    settings = typed_settings(PretrainSettings, cfg, select=True)
     trainer = GeneratorPretrainer(generator, settings, cfg.seed)
     run_dir = Path(cfg.run_dir)
     resume = resume_pretraining(trainer, run_dir)
