@@ -87,7 +87,7 @@ def video_driving(path: str | Path, model_config: Mapping[str, Any], device: str
         )
     video = process_media(media, extractors, settings)
     images = torch.stack([
-        torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
+        torch.from_numpy(np.array(Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)))
         for data in video.images
     ]).permute(0, 3, 1, 2).float() / 127.5 - 1
     keypoints = torch.from_numpy(video.keypoints) * (size / LANDMARK_REFERENCE_SIZE)

@@ -95,9 +95,7 @@ class Animator(nn.Module):
         else:
             motion_code = None
         ws, tri_plane = planes
-        out = self.generator.render_planes(tri_plane, camera, neural_rendering_resolution, deterministic)
-        if super_resolve:
-            out["image"] = self.generator.super_resolve(out["image_raw"], out["image_feature"], ws)
+        out = self.generator.render_image(tri_plane, ws, camera, neural_rendering_resolution, deterministic, super_resolve)
         out["planes"] = tri_plane
         out["ws"] = ws
         if motion_code is not None:

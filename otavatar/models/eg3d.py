@@ -158,6 +158,17 @@ class TriPlaneGenerator(nn.Module):
         depth_image = depth.permute(0, 2, 1).reshape(batch, 1, resolution, resolution)
         return {"image_raw": feature_image[:, :3], "image_feature": feature_image, "image_depth": depth_image}
 
+    def render_image(
+        self, planes: torch.Tensor, ws: torch.Tensor, camera_label: torch.Tensor, neural_rendering_resolution: int | None = None,
+        deterministic: bool = False, super_resolve: bool = True, **block_kwargs,
+    ) -> dict[str, torch.Tensor]:
+        """Tri-planes ``(B, 3·32, S, S)`` of ws ``(B, num_ws, 512)`` seen from p ``(B, 25)``: :meth:`render_planes`'s
+        outputs and, with ``super_resolve``, ``image (B, 3, H, W)`` (:meth:`super_resolve`)."""
+        out = self.render_planes(planes, camera_label, neural_rendering_resolution, deterministic)
+        if super_resolve:
+            out["image"] = self.super_resolve(out["image_raw"], out["image_feature"], ws, **block_kwargs)
+        return out
+
     def super_resolve(self, image_raw: torch.Tensor, image_feature: torch.Tensor, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
         """Raw image ``(B, 3, r, r)`` + features ``(B, 32, r, r)`` + ws ``(B, num_ws, 512)`` → ``(B, 3, H, W)``."""
         with self._convolution_precision(ws.device.type):
@@ -190,8 +201,7 @@ class TriPlaneGenerator(nn.Module):
         """
         if planes is None:
             planes = self.synthesize_planes(ws, noise_mode=noise_mode, **block_kwargs)
-        out = self.render_planes(planes, c, neural_rendering_resolution, deterministic)
-        out["image"] = self.super_resolve(out["image_raw"], out["image_feature"], ws, **block_kwargs)
+        out = self.render_image(planes, ws, c, neural_rendering_resolution, deterministic, **block_kwargs)
         out["planes"] = planes
         return out
 

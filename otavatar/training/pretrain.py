@@ -181,9 +181,7 @@ def render_views(generator: TriPlaneGenerator, ws: torch.Tensor, cameras: torch.
     views = cameras.shape[1]
     planes = (generator.synthesize_planes(ws) if planes is None else planes).repeat_interleave(views, dim=0)
     ws_views = ws.repeat_interleave(views, dim=0)
-    output = generator.render_planes(planes, cameras.reshape(-1, cameras.shape[-1]))
-    output["image"] = generator.super_resolve(output["image_raw"], output["image_feature"], ws_views)
-    return output
+    return generator.render_image(planes, ws_views, cameras.reshape(-1, cameras.shape[-1]))
 
 
 def reconstruction_loss(output: dict[str, torch.Tensor], images: torch.Tensor, raw_weight: float,
