@@ -153,8 +153,12 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
         settings(motion_target_steps=4, schedule="alternating")
     with pytest.raises(InputError, match="trainer.identity_steps: with fitted motion targets the joint schedule fits w_id within the motion_target_steps; expected 0, found 3"):
         settings(motion_target_steps=4, schedule="joint")
-    with pytest.raises(InputError, match="trainer.motion_target_buffer: expected a finite number > 0, found 0"):
+    with pytest.raises(InputError, match="trainer.motion_target_buffer: expected an integer ≥ 1, found 0"):
         settings(motion_target_steps=4, motion_target_buffer=0)
+    with pytest.raises(InputError, match="trainer.motion_target_buffer: expected an integer ≥ 1, found 2.5"):
+        settings(motion_target_steps=4, motion_target_buffer=2.5)
+    with pytest.raises(InputError, match="trainer.motion_target_steps: expected an integer ≥ 0, found -1"):
+        settings(motion_target_steps=-1)
 
 
 def test_the_joint_fit_of_motion_targets_updates_the_identity_code_with_the_codes():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from otavatar.errors import InputError, check_positive
+from otavatar.errors import InputError, check_integer, check_positive
 from otavatar.training.schedule import inner_schedule
 
 
@@ -64,10 +64,9 @@ class TrainerSettings:
         if self.amp not in ("none", "bf16"):
             raise InputError(f"trainer.amp: expected 'none' or 'bf16', found {self.amp!r}")
         inner_schedule(self.identity_steps, self.motion_steps, self.schedule, self.sr_steps)
-        if self.motion_target_steps < 0:
-            raise InputError(f"trainer.motion_target_steps: expected >= 0, found {self.motion_target_steps}")
+        check_integer("trainer.motion_target_steps", self.motion_target_steps, 0)
         check_positive("trainer.motion_target_lr", self.motion_target_lr)
-        check_positive("trainer.motion_target_buffer", self.motion_target_buffer)
+        check_integer("trainer.motion_target_buffer", self.motion_target_buffer, 1)
         if self.motion_target_steps and self.schedule == "alternating":
             raise InputError("trainer.motion_target_steps: fitted motion targets need schedule 'successive' or 'joint', found 'alternating'")
         if self.motion_target_steps and self.schedule == "joint" and self.identity_steps:
