@@ -22,7 +22,7 @@ from otavatar.config import load_inversion_preset, load_loss_preset
 from otavatar.errors import MissingInputError
 from otavatar.inversion import InversionSettings, fit_camera
 from otavatar.losses.animation import AnimationLoss
-from otavatar.losses.lpips_alexnet import load_lpips
+from otavatar.metrics.lpips import load_lpips
 from otavatar.models.animator import Animator
 from otavatar.one_shot import PivotalTuningSettings, avatar_animator, build_avatar
 from otavatar.reenactment import reenact

@@ -9,7 +9,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from otavatar.assets import ASSETS, REPO_ROOT, AssetFormatError, MissingAssetError, asset_path, require_asset
 from otavatar.losses.identity import ResNetArcFace, load_arcface
-from otavatar.losses.lpips_alexnet import load_lpips
+from otavatar.metrics.lpips import load_lpips
 from otavatar.losses.perceptual import load_vgg19_features
 
 

@@ -14,7 +14,7 @@ from torchvision.models import alexnet
 from otavatar.assets import REPO_ROOT, AssetFormatError, MissingAssetError
 from otavatar.evaluation.scoring import ExtractorPaths, build_extractors
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
-from otavatar.losses.lpips_alexnet import load_lpips
+from otavatar.metrics.lpips import load_lpips
 from otavatar.metrics.fid import FeatureStatistics, fid_helper_weights, fid_inception_v3, frechet_distance, load_fid_inception
 from otavatar.losses.region import region_box
 from otavatar.metrics.image import REGIONS, psnr, region_psnr, ssim

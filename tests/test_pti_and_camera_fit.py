@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torchvision.models import alexnet
 
 from otavatar.inversion import InversionSettings, correct_intrinsics, fit_camera
-from otavatar.losses.lpips_alexnet import load_lpips
+from otavatar.metrics.lpips import load_lpips
 from otavatar.one_shot import PivotalTuningSettings, pivotal_tuning
 from otavatar.pipeline import pivotal_tuning_lpips
 from tests.helpers import micro_animator, micro_checkpoint, random_batch

@@ -10,7 +10,7 @@ import torch
 from otavatar.assets import REPO_ROOT
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionReader, load_synthetic_regressor
 from otavatar.losses.identity import load_arcface
-from otavatar.losses.lpips_alexnet import load_lpips
+from otavatar.metrics.lpips import load_lpips
 from otavatar.metrics.faces import FaceLandmarks
 from otavatar.metrics.fid import load_fid_inception
 from otavatar.metrics.identity import ArcFaceEmbedder, DlibEmbedder
