@@ -17,7 +17,7 @@ from otavatar.assets import MissingAssetError, asset_path
 from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
-from otavatar.data.samples import driving_windows, frame_target, sample_videos
+from otavatar.data.samples import driving_windows, frame_target, sample_driver
 from otavatar.errors import InputError
 from otavatar.motion import COEFFICIENT_SUFFIXES, motion_from_coeffs, motion_windows, read_coefficients
 from otavatar.preprocess.cameras import condition_from_coefficients
@@ -121,6 +121,6 @@ def dataset_driving(dataset: str | Path, video: str, model_config: Mapping[str, 
 
 def sample_driving(model_config: Mapping[str, Any]) -> Driving:
     """The embedded sample driver: another held-out synthetic identity talking."""
-    driver = sample_videos(model_config["generator"]["img_resolution"])[1]
+    driver = sample_driver(model_config["generator"]["img_resolution"])
     return Driving(driving_windows(driver), driver.cameras, driver.images * 2 - 1, None, frame_target(driver),
                    description="no --driving or --dataset: driving with the embedded sample (another synthetic identity)")

@@ -15,7 +15,7 @@ from PIL import Image
 from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
-from otavatar.data.samples import frame_target, sample_videos
+from otavatar.data.samples import frame_target, sample_source
 from otavatar.motion import motion_from_coeffs, motion_window, read_coefficient_rows
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.crop import crop_increase
@@ -92,4 +92,4 @@ def dataset_target(dataset: str | Path, video: str, frame: int, model_config: Ma
 
 def sample_target(model_config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The embedded sample portrait: a held-out synthetic head at the model's resolution."""
-    return frame_target(sample_videos(model_config["generator"]["img_resolution"], driving_frames=1)[0])
+    return frame_target(sample_source(model_config["generator"]["img_resolution"]))

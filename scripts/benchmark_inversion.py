@@ -22,7 +22,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from otavatar.cli import ScriptParser, at_least, available_device, script
 from otavatar.config import inversion_presets, load_inversion_preset, load_loss_preset
-from otavatar.data.samples import frame_target, sample_videos
+from otavatar.data.samples import frame_target, sample_source
 from otavatar.evaluation.time_to_avatar import time_to_avatar
 from otavatar.files import atomic_write_text, check_outputs
 from otavatar.losses.animation import AnimationLoss
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> None:
     animator, _, _ = load_model(args.checkpoint, args.device)
     resolution = animator.generator.img_resolution
     targets = [
-        {key: value.to(args.device) for key, value in frame_target(sample_videos(resolution, driving_frames=1, seed=seed)[0]).items()}
+        {key: value.to(args.device) for key, value in frame_target(sample_source(resolution, seed)).items()}
         for seed in range(args.first_seed, args.first_seed + args.portraits)
     ]
     rows = time_to_avatar(animator, frame_loss, targets, load_inversion_preset(args.release), load_inversion_preset(args.ours))
