@@ -6,8 +6,9 @@ correction of the normalised intrinsics absorbs the crop and focal mismatch of r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+import contextlib
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Mapping
 
 import torch
 
@@ -45,13 +46,46 @@ def camera_optimizer(correction: torch.Tensor, lr: float) -> torch.optim.Optimiz
     return torch.optim.AdamW([correction], lr=lr, betas=(0.9, 0.9999), weight_decay=0.0)
 
 
-def identity_optimizers(
-    identity_code: torch.Tensor, correction: torch.Tensor, lr: float, camera_lr: float, optimize_camera: bool
-) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
-    """The release's optimisers of an identity inversion, in one-shot construction and in training alike: Adam on
-    w_id (betas 0.9, 0.999) and :func:`camera_optimizer` on the correction (None when the camera is not optimised)."""
-    return (torch.optim.Adam([identity_code], lr=lr, betas=(0.9, 0.999)),
-            camera_optimizer(correction, camera_lr) if optimize_camera else None)
+class IdentityOptimizer:
+    """The release's optimisers of an identity fit, in one-shot construction, camera refits and training alike:
+    Adam on w_id (betas 0.9, 0.999) and :func:`camera_optimizer` on the intrinsics correction, stepped together.
+
+    Args:
+        identity_code: w_id ``(B, 1 | num_ws, 512)``, a leaf tensor.
+        correction: ``(B, 18)``, a leaf tensor.
+        lr: w_id's learning rate; None keeps w_id frozen (a camera refit).
+        camera_lr: the correction's; None keeps it frozen.
+    """
+
+    def __init__(self, identity_code: torch.Tensor, correction: torch.Tensor, lr: float | None, camera_lr: float | None) -> None:
+        self.identity_code = identity_code
+        self.correction = correction
+        self.identity = torch.optim.Adam([identity_code], lr=lr, betas=(0.9, 0.999)) if lr is not None else None
+        self.camera = camera_optimizer(correction, camera_lr) if camera_lr is not None else None
+        self.optimizers = [each for each in (self.identity, self.camera) if each is not None]
+        self.requires_grad_(True)
+
+    def requires_grad_(self, enabled: bool) -> None:
+        """Let the next backward reach the optimised tensors (``enabled``) or neither."""
+        self.identity_code.requires_grad_(enabled and self.identity is not None)
+        self.correction.requires_grad_(enabled and self.camera is not None)
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
+    def clip_identity_gradient(self, max_norm: float) -> torch.Tensor:
+        """Clip w_id's gradient to ``max_norm``; returns its norm before clipping."""
+        return torch.nn.utils.clip_grad_norm_([self.identity_code], max_norm)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def chosen_identity(identity_w: torch.Tensor, identity_w_plus: torch.Tensor | None, space: str = "w_plus") -> torch.Tensor:
+    """w_id in W+ ``(B, num_ws, 512)`` when ``space`` asks for it and it was inverted there, else in W ``(B, 1, 512)``."""
+    return identity_w_plus if space == "w_plus" and identity_w_plus is not None else identity_w
 
 
 @dataclass
@@ -100,7 +134,7 @@ class InversionResult:
     @property
     def identity(self) -> torch.Tensor:
         """The final w_id: in W+ ``(B, num_ws, 512)`` when W+ steps ran, else in W ``(B, 1, 512)``."""
-        return self.identity_w_plus if self.identity_w_plus is not None else self.identity_w
+        return chosen_identity(self.identity_w, self.identity_w_plus)
 
 
 def invert(
@@ -125,10 +159,17 @@ def invert(
         w_id in W ``(B, 1, 512)``, in W+ ``(B, num_ws, 512)`` (None without W+ steps), the intrinsics
         correction ``(B, 18)``, the final reconstruction and the loss of every step.
     """
+    with _frozen(animator):
+        return _invert(animator, target, frame_loss, settings, on_step)
+
+
+@contextlib.contextmanager
+def _frozen(animator: Animator) -> Iterator[None]:
+    """G_eg and C frozen for an identity fit; the parameters that were trainable are again afterwards."""
     trainable = [p for p in animator.parameters() if p.requires_grad]
     animator.requires_grad_(False)
     try:
-        return _invert(animator, target, frame_loss, settings, on_step)
+        yield
     finally:
         for parameter in trainable:
             parameter.requires_grad_(True)
@@ -138,20 +179,15 @@ def _invert(animator, target, frame_loss, settings, on_step) -> InversionResult:
     batch_size = target["image"].shape[0]
     correction = torch.zeros(batch_size, 18, device=target["image"].device)
     curve: list[torch.Tensor] = []  # read once at the end: a read per step would wait for the device every step
-    # What does not change across steps is computed once: C(x) (C is frozen, x fixed) and, through
-    # the loss's cache, the target's resized images and VGG/ArcFace features.
-    if settings.reuse_static_work:
-        with torch.no_grad():
-            target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
+    target = _static_work(animator, target, settings)
     identity = initial_identity_code(animator.generator, batch_size, "w")
     identity_w = _optimise(animator, identity, correction, target, frame_loss, settings, settings.w_steps, "W", curve, on_step)
     identity_w_plus = None
     if settings.w_plus_steps > 0:
         identity = identity_w.repeat(1, animator.generator.num_ws, 1)
         identity_w_plus = _optimise(animator, identity, correction, target, frame_loss, settings, settings.w_plus_steps, "W+", curve, on_step)
-    final = identity_w_plus if identity_w_plus is not None else identity_w
     with torch.no_grad():
-        output = _render(animator, final, correction, target, settings, super_resolve=True)
+        output = _render(animator, chosen_identity(identity_w, identity_w_plus), correction, target, settings, super_resolve=True)
     return InversionResult(identity_w, identity_w_plus, correction.detach(), output["image"], torch.stack(curve).tolist() if curve else [])
 
 
@@ -163,32 +199,36 @@ def _render(animator: Animator, identity, correction, target, settings: Inversio
     )
 
 
-def _optimise(animator, identity, correction, target, frame_loss, settings, steps, phase, curve, on_step) -> torch.Tensor:
-    """One phase: Adam on the identity code (and AdamW on the shared correction, updated in place)."""
-    identity = identity.detach().clone().requires_grad_(True)
-    correction.requires_grad_(settings.optimize_camera)
-    optimizer, camera = identity_optimizers(identity, correction, settings.lr, settings.camera_lr, settings.optimize_camera)
-    frame_target = {"image": target["image"], "keypoints": target["keypoints"]}
-    if "cache" in target:
-        frame_target["cache"] = target["cache"]
+def _optimise(animator, identity, correction, target, frame_loss, settings, steps, phase, curve, on_step, update_identity=True) -> torch.Tensor:
+    """One phase of ``steps`` steps: Adam on the identity code (frozen unless ``update_identity``) and AdamW on
+    the shared correction (when ``settings.optimize_camera``; updated in place); returns the identity code."""
+    identity = identity.detach().clone()
+    fit = IdentityOptimizer(identity, correction, settings.lr if update_identity else None,
+                            settings.camera_lr if settings.optimize_camera else None)
+    frame_target = {key: target[key] for key in ("image", "keypoints", "cache") if key in target}
     for step in range(steps):
         super_resolve = settings.sr_steps is None or step >= steps - settings.sr_steps
         output = _render(animator, identity, correction, target, settings, super_resolve)
         loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
-        optimizer.zero_grad(set_to_none=True)
-        if camera:
-            camera.zero_grad(set_to_none=True)
+        fit.zero_grad()
         loss.backward()
-        if settings.grad_clip:
-            torch.nn.utils.clip_grad_norm_([identity], settings.grad_clip)
-        optimizer.step()
-        if camera:
-            camera.step()
+        if settings.grad_clip and update_identity:
+            fit.clip_identity_gradient(settings.grad_clip)
+        fit.step()
         curve.append(loss.detach())
         if on_step is not None:
             on_step(phase, step, curve[-1])
-    correction.requires_grad_(False)
+    fit.requires_grad_(False)
     return identity.detach()
+
+
+def _static_work(animator: Animator, target: Mapping[str, torch.Tensor], settings: InversionSettings) -> dict:
+    """``target`` with what does not change across steps computed once: C(x) (C is frozen, x fixed) and, through
+    the loss's cache, the target's resized images and VGG/ArcFace features."""
+    if not settings.reuse_static_work:
+        return dict(target)
+    with torch.no_grad():
+        return {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
 
 
 CAMERA_FIT_STEPS = 100  # the release's inversion loop, rerun by its --cam_optim
@@ -217,26 +257,9 @@ def fit_camera(
     Returns:
         the correction ``(B, 18)``.
     """
-    trainable = [p for p in animator.parameters() if p.requires_grad]
-    animator.requires_grad_(False)
-    try:
-        if settings.reuse_static_work:
-            with torch.no_grad():
-                target = {**target, "motion_code": animator.controller(target["motion"]), "cache": {}}
-        frame_target = {key: target[key] for key in ("image", "keypoints", "cache") if key in target}
-        correction = torch.zeros(identity.shape[0], 18, device=identity.device, requires_grad=True)
-        optimizer = camera_optimizer(correction, settings.camera_lr)
-        identity = identity.detach()
-        for step in range(steps):
-            super_resolve = sr_steps is None or step >= steps - sr_steps
-            output = _render(animator, identity, correction, target, settings, super_resolve)
-            loss, _ = frame_loss(output, frame_target, super_resolve=super_resolve, generator=animator.generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if on_step is not None:
-                on_step("camera", step, loss.detach())
-        return correction.detach()
-    finally:
-        for parameter in trainable:
-            parameter.requires_grad_(True)
+    correction = torch.zeros(identity.shape[0], 18, device=identity.device)
+    refit = replace(settings, sr_steps=sr_steps, optimize_camera=True)
+    with _frozen(animator):
+        _optimise(animator, identity, correction, _static_work(animator, target, settings), frame_loss, refit, steps, "camera", [], on_step,
+                  update_identity=False)
+    return correction

@@ -20,7 +20,7 @@ from otavatar.avatar_file import load_avatar
 from otavatar.checkpoints import file_sha256, load_animator
 from otavatar.config import load_inversion_preset, load_loss_preset
 from otavatar.errors import MissingInputError
-from otavatar.inversion import InversionSettings, fit_camera
+from otavatar.inversion import InversionSettings, chosen_identity, fit_camera
 from otavatar.losses.animation import AnimationLoss
 from otavatar.metrics.lpips import load_lpips
 from otavatar.models.animator import Animator
@@ -148,16 +148,15 @@ class Pipeline:
         """An avatar file, refused unless this model made it."""
         return load_avatar(path, self.checkpoint_sha256)
 
-    @staticmethod
-    def identity_code(avatar: Mapping[str, Any], space: str = "w_plus") -> torch.Tensor:
-        """The avatar's w_id: ``(1, num_ws, 512)`` in W+ when asked and inverted there, else ``(1, 1, 512)`` in W."""
-        return avatar["identity_w_plus"] if space == "w_plus" and avatar["identity_w_plus"] is not None else avatar["identity_w"]
+    def _identity_code(self, avatar: Mapping[str, Any], space: str) -> torch.Tensor:
+        """The avatar's w_id (see :func:`otavatar.inversion.chosen_identity`) on the device."""
+        return chosen_identity(avatar["identity_w"], avatar["identity_w_plus"], space).to(self.settings.device)
 
     def refit_camera(self, avatar: Mapping[str, Any], frame: Mapping[str, torch.Tensor], space: str = "w_plus",
                      on_step: StepCallback | None = None) -> torch.Tensor:
         """The release's ``--cam_optim``: the avatar's intrinsics correction refitted on ``frame`` with w_id frozen."""
         animator = avatar_animator(self.animator, avatar)
-        identity = self.identity_code(avatar, space).to(self.settings.device)
+        identity = self._identity_code(avatar, space)
         torch.manual_seed(self.settings.seed)
         with self.speed("camera refit", animator.generator):
             return fit_camera(animator, identity, self._on_device(frame), self.frame_loss, self.inversion, on_step=on_step)
@@ -167,7 +166,7 @@ class Pipeline:
         """Render the avatar with motion windows x ``(N, 70, 27)`` from cameras p ``(N, 25)``, one batch at a time
         (see :func:`otavatar.reenactment.reenact`); ``correction`` replaces the avatar's intrinsics correction."""
         animator = avatar_animator(self.animator, avatar)
-        identity = self.identity_code(avatar, space).to(self.settings.device)
+        identity = self._identity_code(avatar, space)
         correction = (avatar["correction"] if correction is None else correction).to(self.settings.device)
         with self.speed("reenactment", animator.generator):
             yield from reenact(animator, identity, windows, cameras, correction, batch_size)

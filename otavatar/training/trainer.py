@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 
 from otavatar.errors import InputError
-from otavatar.inversion import correct_intrinsics, identity_optimizers, initial_identity_code
+from otavatar.inversion import IdentityOptimizer, correct_intrinsics, initial_identity_code
 from otavatar.models.animator import Animator
 from otavatar.training.distributed import average_gradients, sum_over_processes
 from otavatar.training.ema import update_ema
@@ -151,42 +151,34 @@ class DecouplingTrainer:
         # Read once per batch: on a GPU each read of the indices waits for the device.
         persons = batch["person"].tolist() if settings.identity_warm_start else []
         identity_code, correction = self._starting_identity(batch, persons)
-        identity_code.requires_grad_(True)
-        correction.requires_grad_(settings.optimize_camera)
-        identity_optimizer, camera_optimizer = identity_optimizers(identity_code, correction, settings.identity_lr, settings.camera_lr, settings.optimize_camera)
+        fit = IdentityOptimizer(identity_code, correction, settings.identity_lr, settings.camera_lr if settings.optimize_camera else None)
         controller_parameters = list(self.animator.controller.parameters())
         terms: dict = {}
         for step in inner_schedule(settings.identity_steps, settings.motion_steps, settings.schedule, settings.sr_steps):
             if on_step is not None:
                 on_step(step, identity_code.detach(), correction.detach())
-            identity_code.requires_grad_(step.update_identity)
-            correction.requires_grad_(step.update_identity and settings.optimize_camera)
+            fit.requires_grad_(step.update_identity)
             self.animator.controller.requires_grad_(step.update_controller)
             if step.update_controller and self.motion_targets is not None:
                 if step.index == settings.identity_steps:
-                    joint_optimizers = [each for each in (identity_optimizer, camera_optimizer) if each is not None] if step.update_identity else []
-                    terms = self._fit_motion_targets(inverting, identity_code, correction, batch, joint_optimizers)
+                    terms = self._fit_motion_targets(inverting, identity_code, correction, batch, fit if step.update_identity else None)
                 terms["motion_target/regression"] = self._regress_controller(2 * batch["image"].shape[0] * num_frames)
                 continue
             loss, terms = self._frames_loss(inverting, identity_code, correction, batch, step.super_resolve, range(num_frames), self.animator.generator)
             if step.update_controller:
                 loss = self._with_controller_l1(loss, terms)
-            identity_optimizer.zero_grad(set_to_none=True)
-            if camera_optimizer:
-                camera_optimizer.zero_grad(set_to_none=True)
+            fit.zero_grad()
             self.controller_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norms = {}
             if step.update_identity:
-                norms["identity_code"] = torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip)
+                norms["identity_code"] = fit.clip_identity_gradient(settings.identity_grad_clip)
             if step.update_controller:
                 average_gradients(controller_parameters, self.world_size)
                 norms["inversion_controller"] = torch.nn.utils.clip_grad_norm_(controller_parameters, settings.controller_grad_clip)
                 self._require_finite(loss, terms, norms)
             if step.update_identity:
-                identity_optimizer.step()
-                if camera_optimizer:
-                    camera_optimizer.step()
+                fit.step()
             if step.update_controller:
                 self.controller_optimizer.step()
             self.grad_norms.update(norms)
@@ -196,9 +188,9 @@ class DecouplingTrainer:
                 self.identity_memory[person] = (code.clone(), corrected.clone())
         return identity_code.detach(), correction.detach(), terms
 
-    def _fit_motion_targets(self, animator: Animator, identity_code, correction, batch, identity_optimizers: list[torch.optim.Optimizer]) -> dict:
+    def _fit_motion_targets(self, animator: Animator, identity_code, correction, batch, identity_fit: IdentityOptimizer | None) -> dict:
         """Fit each frame's w_x by ``motion_target_steps`` Adam steps on the neural-rendering loss from C(x) (C frozen;
-        w_id and the correction frozen too unless ``identity_optimizers`` step them alongside: the joint schedule)
+        w_id and the correction frozen too unless ``identity_fit`` steps them alongside: the joint schedule)
         and store them with x; returns the last step's terms."""
         settings = self.settings
         frames = batch["image"].shape[1]
@@ -211,13 +203,14 @@ class DecouplingTrainer:
         for _ in range(settings.motion_target_steps):
             motion_codes = code.expand(-1, -1, num_ws, -1)
             loss, terms = self._frames_loss(animator, identity_code, correction, batch, False, range(frames), self.animator.generator, motion_codes)
-            for each in (optimizer, *identity_optimizers):
-                each.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
+            if identity_fit is not None:
+                identity_fit.zero_grad()
             loss.backward()
-            if identity_optimizers:
-                self.grad_norms["identity_code"] = torch.nn.utils.clip_grad_norm_([identity_code], settings.identity_grad_clip)
-            for each in (optimizer, *identity_optimizers):
-                each.step()
+            if identity_fit is not None:
+                self.grad_norms["identity_code"] = identity_fit.clip_identity_gradient(settings.identity_grad_clip)
+                identity_fit.step()
+            optimizer.step()
         self.motion_targets.add(batch["motion"].flatten(0, 1), code.detach().flatten(0, 1))
         return {f"motion_target/{name}": value for name, value in terms.items()}
 
