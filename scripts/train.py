@@ -1,6 +1,7 @@
 """Decoupling-by-inverting training.
 
-    python scripts/train.py                                   # tiny preset on synthetic heads
+    python scripts/train.py experiment=tiny_synthetic         # the embedded model's CPU recipe (≈ 80 min on 2 cores)
+    python scripts/train.py                                   # the release's schedule on the tiny preset (GPU-sized)
     python scripts/train.py experiment=hdtf                   # the paper's setting
     torchrun --nproc_per_node=4 scripts/train.py experiment=hdtf
     python scripts/train.py trainer.schedule=joint run_dir=runs/joint
