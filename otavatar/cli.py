@@ -99,8 +99,13 @@ def camera_mode(mode: str) -> str:
 def add_inversion_arguments(parser: argparse.ArgumentParser, defaults: PipelineSettings = PipelineSettings()) -> None:
     """The options of one-shot construction, shared by scripts/invert.py and scripts/reenact.py --portrait; their
     defaults are :class:`PipelineSettings`' (read back by :func:`pipeline_settings`)."""
-    parser.add_argument("--checkpoint", default=defaults.checkpoint, help="an otavatar training checkpoint or the release's")
     parser.add_argument("--coeffs", help="the portrait's 3DMM coefficients (257/260/70 values); default: regressed, or neutral")
+    add_pipeline_arguments(parser, defaults)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, defaults: PipelineSettings = PipelineSettings()) -> None:
+    """One option per field of :class:`PipelineSettings` (scripts/app.py takes these alone)."""
+    parser.add_argument("--checkpoint", default=defaults.checkpoint, help="an otavatar training checkpoint or the release's")
     parser.add_argument("--loss", default=defaults.loss, help="a loss preset of configs/loss (release needs VGG19 and ArcFace)")
     add_schedule_arguments(parser, defaults.schedule)
     parser.add_argument("--pti", action="store_true", help="then finetune the generator on the portrait (pivotal tuning, as the "
