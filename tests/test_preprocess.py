@@ -26,6 +26,7 @@ from otavatar.preprocess.reading import MediaReadError, open_media
 from otavatar.videos import has_audio, write_video
 
 EYES, MOUTH = list(range(36, 48)), list(range(48, 68))
+FRAMES = 6  # of the talking video
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,14 @@ def recon_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def talking_video(tmp_path_factory) -> Path:
-    """12 frames (the astronaut drifting and zooming slightly) at 12 fps, with a 440 Hz tone."""
+    """The astronaut drifting and zooming slightly, FRAMES frames at 12 fps, with a 440 Hz tone."""
     folder = tmp_path_factory.mktemp("video")
     tone = folder / "tone.wav"
     subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(tone)], check=True
     )
     image = Image.fromarray(skimage.data.astronaut())
-    frames = [np.asarray(image.crop((20 + 2 * k, 10 + k, 420 + 2 * k - k, 410)).resize((320, 320))) for k in range(12)]
+    frames = [np.asarray(image.crop((20 + 2 * k, 10 + k, 420 + 2 * k - k, 410)).resize((320, 320))) for k in range(FRAMES)]
     return write_video(frames, folder / "astronaut#talk.mp4", fps=12, audio_source=tone)
 
 
@@ -104,12 +105,12 @@ def test_deep3dfacerecon_loader(recon_weights, tmp_path):
     assert coefficients.shape == (1, 260) and np.allclose(coefficients[0, 257:], transform[2:], rtol=1e-6)
     with pytest.raises(MissingAssetError, match=r"deep3dfacerecon/epoch_20.pth.*Deep3DFaceRecon_pytorch"):
         load_reconnet(tmp_path / "deep3dfacerecon" / "epoch_20.pth")
-    state = ReconNet().state_dict()
+    state = network.state_dict()
+    torch.save(state, tmp_path / "bare.pth")
     state["backbone.conv1.weight"] = torch.zeros(1)
     torch.save({"net_recon": state}, tmp_path / "bad.pth")
     with pytest.raises(AssetFormatError, match=r"backbone.conv1.weight: expected shape \(64, 3, 7, 7\), found \(1,\)"):
         load_reconnet(tmp_path / "bad.pth")
-    torch.save(ReconNet().state_dict(), tmp_path / "bare.pth")
     with pytest.raises(AssetFormatError, match="key 'net_recon'"):
         load_reconnet(tmp_path / "bare.pth")
 
@@ -136,19 +137,19 @@ def test_video_to_training_dataset(talking_video, recon_weights, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"")
     root = tmp_path / "dataset"
-    settings = PreprocessSettings(size=128, coefficient_weights=str(recon_weights), batch_size=8)
+    settings = PreprocessSettings(size=128, coefficient_weights=str(recon_weights), batch_size=4)  # two batches
     extractors = Extractors(settings)
     messages = []
     summary = write_dataset([broken, talking_video], root, settings, test_fraction=0.0, extractors=extractors, log=messages.append, progress=False)
-    assert summary.written == ["astronaut#talk"] and str(broken) in summary.failed and summary.frames == 12
+    assert summary.written == ["astronaut#talk"] and str(broken) in summary.failed and summary.frames == FRAMES
     assert any("broken.mp4" in message for message in messages)
     database = VideoLmdb(root, 128)
     assert database.splits == {"train": ["astronaut#talk"], "test": []}
-    assert database.array("astronaut#talk", "coeff_3dmm").shape == (12, 260)
+    assert database.array("astronaut#talk", "coeff_3dmm").shape == (FRAMES, 260)
     assert database.get("astronaut#talk", "fps").decode() == "12"
     assert has_audio(Path(database.get("astronaut#talk", "source").decode()))
     keypoints = database.array("astronaut#talk", "keypoint")
-    assert keypoints.shape == (12, 68, 2) and 100 < keypoints[..., 0].mean() < 412  # 512-pixel coordinates
+    assert keypoints.shape == (FRAMES, 68, 2) and 100 < keypoints[..., 0].mean() < 412  # 512-pixel coordinates
     source = FrameSource(database)
     frame = source.frame("astronaut#talk", 5)
     assert frame["image"].shape == (3, 128, 128) and frame["motion"].shape == (70, 27) and frame["camera"].shape == (25,)
@@ -167,7 +168,7 @@ def test_missing_coefficient_weights_are_recorded(talking_video, tmp_path):
     assert summary.written == ["astronaut#talk"] and "epoch_20.pth" in summary.missing_motion
     assert "continuing without coefficients" in messages[0]
     database = VideoLmdb(root, 64)
-    assert database.array("astronaut#talk", "keypoint").shape == (12, 68, 2)
+    assert database.array("astronaut#talk", "keypoint").shape == (FRAMES, 68, 2)
     with pytest.raises(LmdbLayoutError, match="no 'coeff_3dmm' key: coeff_3dmm and condition not extracted.*epoch_20.pth"):
         database.check_videos(["astronaut#talk"])
 

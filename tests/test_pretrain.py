@@ -93,7 +93,14 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
     assert resumed["loss"] == expected["loss"]
 
 
-def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
+def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path, capsys):
+    """The script once (one field and one image iteration); resuming, a second stage and a missing
+    init_generator through pretrain_from_config, which is all the script's main calls (its one-line
+    error report is the one every script shares: tests/test_bad_inputs.py runs train.py's)."""
+    from otavatar.config import compose_config
+    from otavatar.errors import MissingInputError
+    from otavatar.training.pretrain_from_config import pretrain_from_config
+
     out = tmp_path / "generator.pt"
     overrides = [
         "iterations=2", "field_iterations=1", "field_points=512", "region_start=2", "batch_size=1", "w_avg_samples=8", "checkpoint_every=1", "log_every=1",
@@ -107,21 +114,30 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path):
     assert "field_occupancy" in lines["iteration 1"] and "l1_image" not in lines["iteration 1"]  # fields only, no rendering
     assert "field_occupancy" in lines["iteration 2"] and "l1_image" in lines["iteration 2"]  # images, the field term kept
     assert "l1_regions" not in result.stdout  # the region term starts at region_start
+    assert f"generator: {out}" in result.stdout
     generator = load_generator(out)  # the file records its architecture
     assert generator.neural_rendering_resolution == 16
     assert generator.w_avg.abs().sum() > 0  # set to the mean w of random heads
+
+    def pretrain(*changes: str) -> str:
+        try:
+            pretrain_from_config(compose_config([*overrides, *changes], config_name="pretrain"))
+        finally:
+            torch.set_flush_denormal(False)  # as the script's process does, the pretraining flushed them in this one
+        return capsys.readouterr().out
+
     # A second run resumes from the run's last checkpoint instead of starting over.
-    again = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides, "iterations=3"], capture_output=True, text=True)
-    assert again.returncode == 0 and "resumed from" in again.stdout and "iteration 3: loss" in again.stdout
+    again = pretrain("iterations=3")
+    assert "resumed from" in again and "iteration 3: loss" in again and "iteration 2:" not in again
     # A new run can continue from that output with another recipe (here: the region term on).
-    stage_two = [*overrides, "iterations=1", "field_iterations=0", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}", "region_weight=2.0", "region_start=0"]
-    second = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two], capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert f"started from {out}" in second.stdout and "l1_regions" in second.stdout
+    stage_two = ["iterations=1", "field_iterations=0", f"run_dir={tmp_path / 'run2'}", f"out={tmp_path / 'stage2.pt'}", f"init_generator={out}",
+                 "region_weight=2.0", "region_start=0"]
+    second = pretrain(*stage_two)
+    assert f"started from {out}" in second and "l1_regions" in second
     first_state, second_state = torch.load(out, weights_only=True), torch.load(tmp_path / "stage2.pt", weights_only=True)
     assert set(second_state["embedding"]) == set(first_state["embedding"])
-    missing = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *stage_two, f"run_dir={tmp_path / 'run3'}", f"init_generator={tmp_path / 'nope.pt'}"], capture_output=True, text=True)
-    assert missing.returncode != 0 and "nope.pt: file does not exist" in missing.stderr
+    with pytest.raises(MissingInputError, match="nope.pt: file does not exist"):
+        pretrain(*stage_two, f"run_dir={tmp_path / 'run3'}", f"init_generator={tmp_path / 'nope.pt'}")
 
 
 def test_initialising_from_a_file_without_embedding_keeps_a_fresh_one():

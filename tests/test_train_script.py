@@ -10,17 +10,19 @@ import torch
 from otavatar.config import compose_config
 from otavatar.data.datasets import FrameSource, TrainingPairs
 from otavatar.data.lmdb import VideoLmdb
+from otavatar.errors import MissingInputError
 from otavatar.losses.animation import AnimationLoss, LossWeights
 from otavatar.training import from_config
 from otavatar.training.batches import training_batches
+from otavatar.training.loop import ConfigMismatchError
 from otavatar.training.trainer import DecouplingTrainer
 from otavatar.training.trainer_settings import TrainerSettings
 from tests.helpers import micro_animator
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = ["trainer.identity_steps=2", "trainer.motion_steps=1", "trainer.sr_steps=1", "batch_size=2",
+FAST = ["trainer.identity_steps=1", "trainer.motion_steps=1", "trainer.sr_steps=1", "batch_size=1",
         "model.generator.neural_rendering_resolution=16", "model.generator.rendering_kwargs.depth_resolution=8",
-        "model.generator.rendering_kwargs.depth_resolution_importance=8", "log_every=1", "image_every=2", "checkpoint_every=1"]
+        "model.generator.rendering_kwargs.depth_resolution_importance=8", "log_every=1", "image_every=1", "checkpoint_every=1"]
 
 
 @pytest.fixture(scope="module")
@@ -29,46 +31,67 @@ def dataset_args(tmp_path_factory):
     return [f"data.root={root}", "data.resolution=64", "data.generate.identities=3", "data.generate.videos=1", "data.generate.frames=6"]
 
 
+@pytest.fixture(autouse=True)
+def denormals_as_usual():
+    """Training in this process flushes denormals (as the script's process does); the next test gets them back."""
+    yield
+    torch.set_flush_denormal(False)
+
+
 def run_train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args], capture_output=True, text=True, cwd=REPO)
 
 
-def test_train_script_generates_data_trains_and_resumes(tmp_path, dataset_args):
+def test_train_script_generates_data_trains_and_resumes(tmp_path, dataset_args, capsys):
+    """The script trains one iteration (generating the dataset first); the run resumes from its checkpoint
+    through train_from_config, what the script calls (so the config the script recorded must match the one
+    composed here), and refuses to resume with another trainer setting. The script's one-line errors:
+    tests/test_bad_inputs.py."""
     run_dir = tmp_path / "run"
-    first = run_train(*FAST, *dataset_args, f"run_dir={run_dir}", "iterations=2")
+    first = run_train(*FAST, *dataset_args, f"run_dir={run_dir}", "iterations=1")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert (run_dir / "checkpoint_000000002.pt").is_file()
-    assert (run_dir / "images" / "iteration_000000002.png").is_file()
-    second = run_train(*FAST, *dataset_args, f"run_dir={run_dir}", "iterations=3")
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from" in second.stdout and "at iteration 2" in second.stdout
-    assert (run_dir / "checkpoint_000000003.pt").is_file()
-    refused = run_train(*FAST, *dataset_args, f"run_dir={run_dir}", "iterations=4", "trainer.ema_decay=0.9")
-    assert refused.returncode != 0
-    assert "trainer.ema_decay: 0.95 in the checkpoint, 0.9 now" in refused.stderr
+    assert f"last checkpoint: {run_dir / 'checkpoint_000000001.pt'}" in first.stdout
+    assert (run_dir / "checkpoint_000000001.pt").is_file()
+    assert (run_dir / "images" / "iteration_000000001.png").is_file()
+    last = from_config.train_from_config(compose_config([*FAST, *dataset_args, f"run_dir={run_dir}", "iterations=2", "device=cpu"]))
+    assert f"resumed from {run_dir / 'checkpoint_000000001.pt'} at iteration 1" in capsys.readouterr().out
+    assert last == run_dir / "checkpoint_000000002.pt" and last.is_file()
+    refused = compose_config([*FAST, *dataset_args, f"run_dir={run_dir}", "iterations=3", "trainer.ema_decay=0.9", "device=cpu"])
+    with pytest.raises(ConfigMismatchError, match="trainer.ema_decay: 0.95 in the checkpoint, 0.9 now"):
+        from_config.train_from_config(refused)
+    assert not (run_dir / "checkpoint_000000003.pt").exists()
 
 
 def test_missing_assets_fail_early_with_a_clear_message(tmp_path):
-    result = run_train("experiment=hdtf", f"run_dir={tmp_path}", "generator_checkpoint=/nonexistent/ffhq.pkl")
-    assert result.returncode != 0
-    assert "generator_checkpoint /nonexistent/ffhq.pkl does not exist" in result.stderr
+    with pytest.raises(MissingInputError, match="generator_checkpoint /nonexistent/ffhq.pkl does not exist"):
+        from_config.train_from_config(compose_config(["experiment=hdtf", f"run_dir={tmp_path}", "generator_checkpoint=/nonexistent/ffhq.pkl"]))
+    assert not any(tmp_path.iterdir())
 
 
-def test_loss_decreases_over_20_iterations_on_synthetic_heads(dataset_args):
+def synthetic_heads(dataset_args) -> Path:
+    """The module's dataset: the script test generates it; alone, this test has the training's data
+    config generate it in-process."""
     root = Path(dataset_args[0].split("=", 1)[1])
     if not root.exists():
-        run_train(*FAST, *dataset_args, "iterations=0", f"run_dir={root.parent / 'unused'}")
+        from_config.frame_source(compose_config([*FAST, *dataset_args]).data, 128)
+    return root
+
+
+def test_loss_decreases_over_12_iterations_on_synthetic_heads(dataset_args):
+    """The animation loss (pixel and region terms) after each batch's inversion falls by more than a
+    fifth within 12 iterations of one 2-frame item (about 0.5× on the last four against the first four)."""
+    root = synthetic_heads(dataset_args)
     torch.manual_seed(0)
     source = FrameSource(VideoLmdb(root, 64), camera_source="ground_truth", image_size=128)
     pairs = TrainingPairs(source, repeat=10)
     loss = AnimationLoss(LossWeights(perceptual=0, identity=0, tv=0, monotonic=0))
-    trainer = DecouplingTrainer(micro_animator(), loss, TrainerSettings(identity_steps=3, motion_steps=1, sr_steps=1))
+    trainer = DecouplingTrainer(micro_animator(), loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=1))
     totals = []
-    for batch in training_batches(pairs, 2, seed=0, start_iteration=0, end_iteration=20):
+    for batch in training_batches(pairs, 1, seed=0, start_iteration=0, end_iteration=12):
         logs = trainer.train_step(batch)
-        totals.append(sum(v for k, v in logs.items() if k.startswith("refine/")))
-    first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
-    assert last < 0.8 * first, (first, last)
+        totals.append(float(sum(v for k, v in logs.items() if k.startswith("refine/"))))
+    first, last = sum(totals[:4]) / 4, sum(totals[-4:]) / 4
+    assert last < 0.8 * first, totals
 
 
 def test_frames_per_item_is_the_number_of_frames_sharing_one_identity_code(monkeypatch, dataset_args, tmp_path):

@@ -41,7 +41,7 @@ def test_schedules():
 
 def test_controller_frozen_during_identity_steps_and_identity_frozen_during_motion_steps():
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, settings())
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=2, motion_steps=2))
     snapshots = []
 
     def record(step, identity_code, correction):
@@ -49,7 +49,7 @@ def test_controller_frozen_during_identity_steps_and_identity_frozen_during_moti
         snapshots.append((step, identity_code.clone(), correction.clone(), controller))
 
     generator_before = copy.deepcopy(trainer.ema.generator.state_dict())
-    identity_code, correction, _ = trainer.invert_identity(random_batch(0), on_step=record)
+    identity_code, correction, _ = trainer.invert_identity(random_batch(0, frames=1), on_step=record)
     snapshots.append((None, identity_code, correction, torch.cat([p.detach().flatten() for p in animator.controller.parameters()])))
     for (step, w0, k0, c0), (_, w1, k1, c1) in zip(snapshots, snapshots[1:]):
         if step.update_identity:
@@ -66,11 +66,12 @@ def test_controller_frozen_during_identity_steps_and_identity_frozen_during_moti
 
 def test_w_plus_identity_and_frozen_generator():
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_space="w_plus", finetune_generator=False))
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_space="w_plus", finetune_generator=False, identity_steps=1, motion_steps=1))
     before = copy.deepcopy(animator.generator.state_dict())
-    identity_code, _, _ = trainer.invert_identity(random_batch(1))
+    batch = random_batch(1, frames=1)
+    identity_code, _, _ = trainer.invert_identity(batch)
     assert identity_code.shape == (2, animator.generator.num_ws, 512)
-    trainer.refine(random_batch(1), identity_code, torch.zeros(2, 18))
+    trainer.refine(batch, identity_code, torch.zeros(2, 18))
     assert all(torch.equal(v, before[k]) for k, v in animator.generator.state_dict().items())
 
 
@@ -80,28 +81,29 @@ def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_che
         trainer.invert_identity(batch, on_step=lambda step, code, correction: start.append((code.clone(), correction.clone())) if step.index == 0 else None)
         return start[0]
 
-    trainer = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_warm_start=True))
+    warm = settings(identity_warm_start=True, identity_steps=1, motion_steps=1)
+    trainer = DecouplingTrainer(micro_animator(), pixel_loss, warm)
     w_avg = trainer.ema.generator.w_avg
-    first = random_batch(0) | {"person": torch.tensor([4, 7])}
+    first = random_batch(0, frames=1) | {"person": torch.tensor([4, 7])}
     start, _ = starting_code(trainer, first)
     assert torch.equal(start, w_avg.expand(2, 1, -1)), "a person seen for the first time starts from w_avg"
     reached, reached_correction, _ = trainer.invert_identity(first)
-    second = random_batch(1) | {"person": torch.tensor([9, 4])}
+    second = random_batch(1, frames=1) | {"person": torch.tensor([9, 4])}
     # Through a checkpoint file, read back as every checkpoint is (weights_only: nothing in it can run).
     saved = checkpointing.save_checkpoint({**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {}}, tmp_path, 1, keep=1)
-    restored = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_warm_start=True))
+    restored = DecouplingTrainer(micro_animator(), pixel_loss, warm)
     restored.load_state_dict(checkpointing.load_checkpoint(saved))
     start, correction = starting_code(restored, second)
     assert torch.equal(start[0], w_avg.reshape(1, -1)) and torch.equal(correction[0], torch.zeros(18))
     assert torch.equal(start[1], reached[0]) and torch.equal(correction[1], reached_correction[0])
     assert not torch.equal(reached[0], w_avg.reshape(1, -1))
     # Without the switch (the paper and the release) every batch starts afresh.
-    fresh = DecouplingTrainer(micro_animator(), pixel_loss, settings())
+    fresh = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_steps=1, motion_steps=1))
     fresh.load_state_dict(trainer.state_dict())
     start, _ = starting_code(fresh, second)
     assert torch.equal(start, w_avg.expand(2, 1, -1))
     with pytest.raises(ValueError, match="identity_warm_start: the batch has no 'person' key"):
-        trainer.invert_identity(random_batch(2))
+        trainer.invert_identity(random_batch(2, frames=1))
 
 
 @pytest.mark.parametrize("layer_offsets", [True, False])
@@ -113,14 +115,15 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
     config.controller.layer_offsets = layer_offsets
     animator = build_animator(config)
     animator.generator.backbone.mapping.w_avg.normal_(0, 0.5)
-    trainer = DecouplingTrainer(animator, pixel_loss, settings(motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
     batch = random_batch(0)
     fitted_losses = []
 
     def fit_losses(step, identity_code, correction):
         if step.index == trainer.settings.identity_steps:
-            codes = torch.stack([animator.controller(batch["motion"][:, f]) for f in range(2)], 1).detach()
-            fitted_losses.append(float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=codes)[0]))
+            with torch.no_grad():
+                codes = torch.stack([animator.controller(batch["motion"][:, f]) for f in range(2)], 1)
+                fitted_losses.append(float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=codes)[0]))
 
     identity_code, correction, terms = trainer.invert_identity(batch, on_step=fit_losses)
     buffer = trainer.motion_targets
@@ -128,7 +131,8 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
     assert len(buffer) == 4 and buffer.code[:4].shape == (4, layers, 512)
     assert torch.equal(buffer.motion[:4], batch["motion"].flatten(0, 1))
     fitted = buffer.code[:4].reshape(2, 2, layers, 512).expand(-1, -1, animator.generator.num_ws, -1)
-    after = float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=fitted)[0])
+    with torch.no_grad():
+        after = float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=fitted)[0])
     assert after < fitted_losses[0]
     assert {"motion_target/raw", "motion_target/regression"} <= set(terms)
     # Regression steps move C toward the fitted codes.
@@ -146,7 +150,7 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
     assert any(not torch.equal(v, generator_state[k]) for k, v in animator.generator.state_dict().items())
     # The buffer survives a checkpoint file.
     saved = checkpointing.save_checkpoint({**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {}}, tmp_path, 1, keep=1)
-    restored = DecouplingTrainer(build_animator(config), pixel_loss, settings(motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
+    restored = DecouplingTrainer(build_animator(config), pixel_loss, settings(identity_steps=1, motion_target_steps=4, motion_target_lr=0.005, motion_steps=3, sr_steps=0))
     restored.load_state_dict(checkpointing.load_checkpoint(saved))
     assert restored.motion_targets.count == 4 and torch.equal(restored.motion_targets.code, buffer.code)
     with pytest.raises(InputError, match="trainer.motion_target_steps: fitted motion targets need schedule 'successive' or 'joint', found 'alternating'"):
@@ -176,8 +180,8 @@ def test_the_joint_fit_of_motion_targets_updates_the_identity_code_with_the_code
     fitted = trainer.motion_targets.code[:4].unflatten(0, (2, 2)).expand(-1, -1, animator.generator.num_ws, -1)
     with torch.no_grad():
         codes = torch.stack([animator.controller(batch["motion"][:, f]) for f in range(2)], 1)
-    before = float(trainer._frames_loss(trainer.ema, start_code, start_correction, batch, False, range(2), motion_codes=codes)[0])
-    after = float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=fitted)[0])
+        before = float(trainer._frames_loss(trainer.ema, start_code, start_correction, batch, False, range(2), motion_codes=codes)[0])
+        after = float(trainer._frames_loss(trainer.ema, identity_code, correction, batch, False, range(2), motion_codes=fitted)[0])
     assert after < before and "grad_norm/identity_code" in {f"grad_norm/{k}" for k in trainer.grad_norms}
     assert {"motion_target/raw", "motion_target/regression"} <= set(terms)
 
@@ -197,7 +201,7 @@ def test_motion_target_buffer_keeps_the_most_recent_pairs():
 
 def test_train_step_updates_live_networks_and_emas():
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, settings())
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_steps=1))
     ema_before = copy.deepcopy(trainer.ema.generator.state_dict())
     live_before = copy.deepcopy(animator.generator.state_dict())
     logs = trainer.train_step(random_batch(2))
@@ -217,7 +221,7 @@ def test_non_finite_loss_names_the_term():
         value = output["image_raw"].mean() * float("nan")
         return value, {"identity": value}
 
-    trainer = DecouplingTrainer(micro_animator(), broken_loss, settings())
+    trainer = DecouplingTrainer(micro_animator(), broken_loss, settings(identity_steps=1, motion_steps=1))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss in term\(s\) \['identity'\]"):
         trainer.train_step(random_batch(3))
 
@@ -225,8 +229,8 @@ def test_non_finite_loss_names_the_term():
 def test_one_host_read_per_optimiser_step_of_c_or_g(monkeypatch):
     """Losses and gradient norms stay on the device; the finiteness check before each step of C
     (motion sub-steps, refinement) is the only read. Identity-only sub-steps read nothing."""
-    trainer = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_steps=4, motion_steps=2))
-    batch = random_batch(4, frames=2)
+    trainer = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_steps=1, motion_steps=2))
+    batch = random_batch(4, batch=1, frames=2)
     reads = HostReads(monkeypatch)
     logs = trainer.train_step(batch)
     assert [call[:2] for call in reads.calls] == [("item", "sum_over_processes")] * (2 + 2), reads.calls
@@ -262,33 +266,83 @@ class NaNGradient(torch.autograd.Function):
         return torch.full_like(grad, float("nan"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
-def _distributed_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+# Every two-process scenario runs in one pair of processes, one scenario after the other, each in a process group
+# of its own; each writes its outcome into its own folder, where its test reads it (a scenario that raises leaves
+# error_<rank>.txt instead). The pair is forked from this process: a spawned interpreter's start-up and imports
+# would be most of what the scenarios cost. Each child runs torch on one thread (as DataLoader's forked workers do).
+FAULTS = ("nan_loss_in_an_identity_step", "nan_gradient_in_a_motion_step")
+
+
+def _gloo_worker(rank: int, world_size: int, ports: list[int], out_dir: str) -> None:
+    import traceback
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    for scenario, port in zip((_averaging_scenario, _non_finite_scenario, _slow_main_scenario), ports):
+        folder = os.path.join(out_dir, scenario.__name__.strip("_").removesuffix("_scenario"))
+        os.makedirs(folder, exist_ok=True)
+        try:
+            scenario(rank, world_size, port, folder)
+        except Exception:  # noqa: BLE001 - recorded for the scenario's test; the next scenarios still run
+            with open(os.path.join(folder, f"error_{rank}.txt"), "w") as handle:
+                handle.write(traceback.format_exc())
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The folder where the two processes wrote every scenario's outcome."""
+    out = tmp_path_factory.mktemp("two_processes")
+    context = mp.start_processes(_gloo_worker, args=(2, _free_ports(3), str(out)), nprocs=2, join=False, start_method="fork")
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not finish within 240 s (hang)")
+    return out
+
+
+def _scenario_folder(out, name: str):
+    folder = out / name
+    errors = [path.read_text() for path in sorted(folder.glob("error_*.txt"))]
+    assert not errors, "\n".join(errors)
+    return folder
+
+
+def _averaging_scenario(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank))
     from otavatar.training.distributed import init_distributed, shutdown_distributed
 
-    torch.set_num_threads(1)
     context = init_distributed("cpu")
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, settings(), world_size=context.world_size)
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_steps=1), world_size=context.world_size)
     batch = random_batch(10 + rank, batch=1, frames=1)
     trainer.refine(batch, torch.zeros(1, 1, 512) + animator.generator.w_avg, torch.zeros(1, 18))
     torch.save({"controller": animator.controller.state_dict(), "generator": animator.generator.state_dict()},
                os.path.join(out_dir, f"refine_{rank}.pt"))
-    trainer.train_step(random_batch(20 + rank, batch=1, frames=2))
+    trainer.train_step(random_batch(20 + rank, batch=1, frames=1))
     torch.save({"controller": animator.controller.state_dict(), "generator": animator.generator.state_dict()},
                os.path.join(out_dir, f"step_{rank}.pt"))
     shutdown_distributed()
 
 
-def test_two_process_gloo_training_averages_gradients(tmp_path):
-    mp.spawn(_distributed_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    rank0, rank1 = (torch.load(tmp_path / f"step_{r}.pt", weights_only=True) for r in (0, 1))
+def test_two_process_gloo_training_averages_gradients(two_processes):
+    folder = _scenario_folder(two_processes, "averaging")
+    rank0, rank1 = (torch.load(folder / f"step_{r}.pt", weights_only=True) for r in (0, 1))
     for part in ("controller", "generator"):
         for name, value in rank0[part].items():
             assert torch.equal(value, rank1[part][name]), f"{part}.{name} differs between ranks"
@@ -298,14 +352,14 @@ def test_two_process_gloo_training_averages_gradients(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _check_one_step_on_the_averaged_gradient(tmp_path)
+        _check_one_step_on_the_averaged_gradient(folder)
     finally:
         torch.set_num_threads(threads)
 
 
-def _check_one_step_on_the_averaged_gradient(tmp_path):
+def _check_one_step_on_the_averaged_gradient(folder):
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, settings())
+    trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_steps=1))
     identity = torch.zeros(1, 1, 512) + animator.generator.w_avg
     parameters = list(animator.controller.parameters()) + trainer.generator_parameters
     gradients = []
@@ -321,45 +375,45 @@ def _check_one_step_on_the_averaged_gradient(tmp_path):
     trainer.controller_optimizer.step()
     torch.nn.utils.clip_grad_norm_(trainer.generator_parameters, 1.0)
     trainer.generator_optimizer.step()
-    distributed = torch.load(tmp_path / "refine_0.pt", weights_only=True)
+    distributed = torch.load(folder / "refine_0.pt", weights_only=True)
     for part, module in (("controller", animator.controller), ("generator", animator.generator)):
         for name, value in module.state_dict().items():
             assert (value - distributed[part][name]).abs().max() <= 1e-6, (f"{part}.{name}", (value - distributed[part][name]).abs().max())
 
 
-def _non_finite_worker(rank: int, world_size: int, port: int, out_dir: str, fault: str) -> None:
-    """Rank 1 injects a fault; every rank records how its train_step ended."""
+def _non_finite_scenario(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """For each fault in turn (a fresh trainer each), rank 1 injects it; every rank records how its train_step ended."""
     import torch.distributed as dist
 
     from otavatar.training.distributed import DistributedContext
 
-    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size, timeout=timedelta(seconds=30))
-    calls = []
+    for fault in FAULTS:
+        calls = []
 
-    def loss(output, target, super_resolve, generator):
-        value, terms = pixel_loss(output, target, super_resolve, generator)
-        calls.append(len(calls))
-        if rank == 1 and fault == "nan_loss_in_an_identity_step" and len(calls) == 1:
-            terms["raw"] = terms["raw"] * float("nan")
-            return sum(terms.values()), terms
-        if rank == 1 and fault == "nan_gradient_in_a_motion_step" and len(calls) == 3:
-            return value + NaNGradient.apply(output["image_raw"]).sum() * 0, terms
-        return value, terms
+        def loss(output, target, super_resolve, generator):
+            value, terms = pixel_loss(output, target, super_resolve, generator)
+            calls.append(len(calls))
+            if rank == 1 and fault == "nan_loss_in_an_identity_step" and len(calls) == 1:
+                terms["raw"] = terms["raw"] * float("nan")
+                return sum(terms.values()), terms
+            if rank == 1 and fault == "nan_gradient_in_a_motion_step" and len(calls) == 3:
+                return value + NaNGradient.apply(output["image_raw"]).sum() * 0, terms
+            return value, terms
 
-    context = DistributedContext(rank, rank, world_size, torch.device("cpu"))
-    trainer = DecouplingTrainer(micro_animator(), loss, settings(identity_steps=2, motion_steps=1), world_size=context.world_size)
-    try:
-        trainer.train_step(random_batch(30 + rank, batch=1, frames=1))
-        outcome = "finished"
-    except NonFiniteLossError as error:
-        outcome = f"NonFiniteLossError: {error}"
-    except Exception as error:  # noqa: BLE001 - recorded for the test's message
-        outcome = f"{type(error).__name__}: {error}"
-    networks = (trainer.animator, trainer.ema)
-    finite = all(torch.isfinite(p).all() for network in networks for p in network.parameters())
-    with open(os.path.join(out_dir, f"outcome_{rank}.txt"), "w") as handle:
-        handle.write(f"{'finite' if finite else 'NON-FINITE'} parameters; {outcome}")
+        context = DistributedContext(rank, rank, world_size, torch.device("cpu"))
+        trainer = DecouplingTrainer(micro_animator(), loss, settings(identity_steps=2, motion_steps=1), world_size=context.world_size)
+        try:
+            trainer.train_step(random_batch(30 + rank, batch=1, frames=1))
+            outcome = "finished"
+        except NonFiniteLossError as error:
+            outcome = f"NonFiniteLossError: {error}"
+        except Exception as error:  # noqa: BLE001 - recorded for the test's message
+            outcome = f"{type(error).__name__}: {error}"
+        networks = (trainer.animator, trainer.ema)
+        finite = all(torch.isfinite(p).all() for network in networks for p in network.parameters())
+        with open(os.path.join(out_dir, f"{fault}_{rank}.txt"), "w") as handle:
+            handle.write(f"{'finite' if finite else 'NON-FINITE'} parameters; {outcome}")
     dist.destroy_process_group()
 
 
@@ -370,19 +424,13 @@ def _non_finite_worker(rank: int, world_size: int, port: int, out_dir: str, faul
         ("nan_gradient_in_a_motion_step", r"finite loss, non-finite gradient of \['inversion_controller'\]"),
     ],
 )
-def test_a_non_finite_value_on_one_rank_stops_every_rank(tmp_path, fault, local_message):
+def test_a_non_finite_value_on_one_rank_stops_every_rank(two_processes, fault, local_message):
     """2 Gloo processes; rank 1 sees a NaN loss in an identity-only sub-step (not checked there, so
     the NaN w_id reaches the next motion step) or a finite loss with NaN gradients in a motion step.
     Both ranks must raise NonFiniteLossError together, instead of one raising while the other waits in
     all_reduce (NCCL: a hang) or NaN gradients being averaged into every rank."""
-    context = mp.spawn(_non_finite_worker, args=(2, _free_port(), str(tmp_path), fault), nprocs=2, join=False)
-    deadline = time.monotonic() + 240
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the ranks did not finish within 240 s (hang)")
-    outcomes = [(tmp_path / f"outcome_{rank}.txt").read_text() for rank in (0, 1)]
+    folder = _scenario_folder(two_processes, "non_finite")
+    outcomes = [(folder / f"{fault}_{rank}.txt").read_text() for rank in (0, 1)]
     assert all(outcome.startswith("finite parameters; NonFiniteLossError") for outcome in outcomes), outcomes
     assert "stopped in every process" in outcomes[0]
     import re
@@ -390,18 +438,18 @@ def test_a_non_finite_value_on_one_rank_stops_every_rank(tmp_path, fault, local_
     assert re.search(local_message, outcomes[1]), outcomes[1]
 
 
-def _slow_main_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _slow_main_scenario(rank: int, world_size: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
     from otavatar.training.distributed import DistributedContext, main_process_first
 
-    # The training group's timeout is short here (NCCL's default is 10 minutes); the main process's work is longer.
+    # The training group's timeout is short here (NCCL's default is 10 minutes); the main process's work is twice as long.
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size, timeout=timedelta(seconds=2))
     marker = os.path.join(out_dir, "dataset")
 
     def work(main: bool) -> str:
         if main:
-            time.sleep(6)
+            time.sleep(4)
             with open(marker, "w") as handle:
                 handle.write("generated")
         with open(marker) as handle:
@@ -418,6 +466,6 @@ def _slow_main_worker(rank: int, world_size: int, port: int, out_dir: str) -> No
     dist.destroy_process_group()
 
 
-def test_other_ranks_wait_for_the_main_process_beyond_the_group_timeout(tmp_path):
-    mp.spawn(_slow_main_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    assert [(tmp_path / f"outcome_{rank}.txt").read_text() for rank in (0, 1)] == ["generated", "generated"]
+def test_other_ranks_wait_for_the_main_process_beyond_the_group_timeout(two_processes):
+    folder = _scenario_folder(two_processes, "slow_main")
+    assert [(folder / f"outcome_{rank}.txt").read_text() for rank in (0, 1)] == ["generated", "generated"]

@@ -56,14 +56,14 @@ def test_controller_l1_adds_its_weight_times_the_sign_of_each_parameter_to_the_g
 
 def test_without_a_generator_ema_the_inversion_generator_is_the_live_one():
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, pixel_loss, small(generator_ema=False))
-    trainer.train_step(random_batch(4))
+    trainer = DecouplingTrainer(animator, pixel_loss, small(generator_ema=False, identity_steps=1))
+    trainer.train_step(random_batch(4, frames=1))
     live, ema = animator.generator.state_dict(), trainer.ema.generator.state_dict()
     assert all(torch.equal(value, ema[name]) for name, value in live.items())
     controllers = zip(animator.controller.state_dict().values(), trainer.ema.controller.state_dict().values())
     assert not all(torch.equal(a, b) for a, b in controllers)  # C keeps its EMA
-    averaged = DecouplingTrainer(micro_animator(), pixel_loss, small())
-    averaged.train_step(random_batch(4))
+    averaged = DecouplingTrainer(micro_animator(), pixel_loss, small(identity_steps=1))
+    averaged.train_step(random_batch(4, frames=1))
     assert not all(torch.equal(v, averaged.ema.generator.state_dict()[k]) for k, v in averaged.animator.generator.state_dict().items())
 
 
@@ -76,11 +76,11 @@ def test_inversion_density_terms_use_the_live_decoder_on_the_ema_planes():
         return loss(output, target, super_resolve, generator)
 
     animator = micro_animator()
-    trainer = DecouplingTrainer(animator, spy, small())
+    trainer = DecouplingTrainer(animator, spy, small(identity_steps=1))
     with torch.no_grad():  # the two decoders differ, as they do once training has moved G away from its EMA
         for parameter in animator.generator.decoder.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
-    trainer.invert_identity(random_batch(5))
+    trainer.invert_identity(random_batch(5, frames=1))
     assert seen and all(generator is animator.generator for generator in seen)
     # The density terms reach the live decoder's parameters (not its last bias: both terms compare two
     # densities, so a shift cancels); the EMA generator renders and gets none.
@@ -88,19 +88,21 @@ def test_inversion_density_terms_use_the_live_decoder_on_the_ema_planes():
     assert all(g is not None for g in gradients) and sum(g.abs().sum() for g in gradients) > 0
     assert all(p.grad is None for p in trainer.ema.generator.parameters())
     seen.clear()
-    trainer.refine(random_batch(5), torch.zeros(2, 1, 512), torch.zeros(2, 18))
+    trainer.refine(random_batch(5, frames=1), torch.zeros(2, 1, 512), torch.zeros(2, 18))
     assert seen and all(generator is animator.generator for generator in seen)
 
 
 def test_checkpoints_from_before_the_new_trainer_settings_resume_at_their_defaults(tmp_path):
-    run = RunSettings(run_dir=tmp_path, iterations=2, batch_size=2, checkpoint_every=2, log_every=1, image_every=100)
-    old_config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
-    train(micro_animator(), pixel_loss, RandomPairs(), small(), run, old_config, SINGLE)
-    current = {"identity_steps": 2, "motion_steps": 1, "controller_optimizer": "adamw", "controller_l1": 0.0, "generator_ema": True}
-    run.iterations = 3
-    path = train(micro_animator(), pixel_loss, RandomPairs(), small(), run, {"model": {"name": "micro"}, "trainer": current}, SINGLE)
-    assert path.name == "checkpoint_000000003.pt"
-    run.iterations = 4
+    # The older run's checkpoint: its starting point (a run of no iterations), with a config without the newer settings.
+    one_step = {"identity_steps": 1, "sr_steps": 0}
+    run = RunSettings(run_dir=tmp_path, iterations=0, batch_size=1, checkpoint_every=2, log_every=1, image_every=100)
+    old_config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 1, "motion_steps": 1}}
+    train(micro_animator(), pixel_loss, RandomPairs(), small(**one_step), run, old_config, SINGLE)
+    current = {"identity_steps": 1, "motion_steps": 1, "controller_optimizer": "adamw", "controller_l1": 0.0, "generator_ema": True}
+    run.iterations = 1
+    path = train(micro_animator(), pixel_loss, RandomPairs(), small(**one_step), run, {"model": {"name": "micro"}, "trainer": current}, SINGLE)
+    assert path.name == "checkpoint_000000001.pt"
+    run.iterations = 2
     changed = {"model": {"name": "micro"}, "trainer": {**current, "controller_l1": 1e-5}}
     with pytest.raises(ConfigMismatchError, match="trainer.controller_l1: 0.0 in the checkpoint, 1e-05 now"):
-        train(micro_animator(), pixel_loss, RandomPairs(), small(controller_l1=1e-5), run, changed, SINGLE)
+        train(micro_animator(), pixel_loss, RandomPairs(), small(**one_step, controller_l1=1e-5), run, changed, SINGLE)

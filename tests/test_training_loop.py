@@ -51,31 +51,35 @@ def test_seeded_items_leave_the_callers_rng_alone():
 
 
 def _run(tmp_path, iterations, **overrides):
-    settings = TrainerSettings(identity_steps=2, motion_steps=1, sr_steps=1)
-    run = RunSettings(run_dir=tmp_path, iterations=iterations, batch_size=2, checkpoint_every=2, log_every=1, image_every=2, **overrides)
-    config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
+    settings = TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=1)
+    run = RunSettings(run_dir=tmp_path, iterations=iterations, batch_size=1, checkpoint_every=2, log_every=1, image_every=2, **overrides)
+    config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 1, "motion_steps": 1}}
     animator = micro_animator()
     path = train(animator, pixel_loss, RandomPairs(), settings, run, config, SINGLE)
     return animator, path
 
 
-def test_training_4_iterations_equals_2_then_resume_then_2(tmp_path):
-    straight, path = _run(tmp_path / "straight", 4)
-    assert path.name == "checkpoint_000000004.pt"
-    _run(tmp_path / "resumed", 2)
-    resumed, _ = _run(tmp_path / "resumed", 4)
+def test_training_2_iterations_equals_1_then_resume_then_1(tmp_path):
+    """The resumed run restores weights, both optimisers' states, the EMAs and the RNG states (the rendering
+    jitter draws from it) and fetches iteration 2's batch: its networks equal the straight run's."""
+    straight, path = _run(tmp_path / "straight", 2)
+    assert path.name == "checkpoint_000000002.pt"
+    _, first = _run(tmp_path / "resumed", 1)
+    assert first.name == "checkpoint_000000001.pt"  # the last iteration is saved whatever checkpoint_every says
+    resumed, _ = _run(tmp_path / "resumed", 2)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert (a - b).abs().max() <= 1e-6, name
-    assert (tmp_path / "straight" / "images" / "iteration_000000004.png").is_file()
-    assert "iteration 4" in (tmp_path / "straight" / "log.txt").read_text()
+    assert (tmp_path / "straight" / "images" / "iteration_000000002.png").is_file()
+    assert "iteration 2" in (tmp_path / "straight" / "log.txt").read_text()
     assert any((tmp_path / "straight" / "tensorboard").iterdir())
 
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
-    _run(tmp_path, 2)
-    settings = TrainerSettings(identity_steps=2, motion_steps=1, sr_steps=1)
-    run = RunSettings(run_dir=tmp_path, iterations=4, batch_size=2)
-    config = {"model": {"name": "other"}, "trainer": {"identity_steps": 2, "motion_steps": 1}}
+    _, path = _run(tmp_path, 0)  # a run of no iterations still saves its starting point
+    assert path.name == "checkpoint_000000000.pt"
+    settings = TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=1)
+    run = RunSettings(run_dir=tmp_path, iterations=4, batch_size=1)
+    config = {"model": {"name": "other"}, "trainer": {"identity_steps": 1, "motion_steps": 1}}
     with pytest.raises(ConfigMismatchError, match="model.name: 'micro' in the checkpoint, 'other' now"):
         train(micro_animator(), pixel_loss, RandomPairs(), settings, run, config, SINGLE)
 

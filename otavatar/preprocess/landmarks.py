@@ -7,6 +7,7 @@ setuptools), so its ``models/`` folder is located through importlib without impo
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -44,13 +45,21 @@ class LandmarkPredictor:
         if not path.is_file():
             raise FileNotFoundError(f"dlib landmark predictor {path} is missing (it ships in face-recognition-models 0.3.0)")
         self._dlib = dlib
-        self.predictor = dlib.shape_predictor(str(path))
+        self.predictor = _shape_predictor(str(path.resolve()))
 
     def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """Landmarks of the face in ``box`` (x0, y0, x1, y1) of a uint8 ``(H, W, 3)`` RGB image: ``(68, 2)``."""
         rectangle = self._dlib.rectangle(*(int(round(v)) for v in box))
         shape = self.predictor(np.ascontiguousarray(image), rectangle)
         return np.array([[point.x, point.y] for point in shape.parts()], dtype=np.float32)
+
+
+@functools.cache
+def _shape_predictor(path: str):
+    """dlib's predictor read from ``path`` once per process (about a second each time; predicting does not change it)."""
+    import dlib
+
+    return dlib.shape_predictor(path)
 
 
 def five_from_68(landmarks: np.ndarray) -> np.ndarray:
