@@ -29,7 +29,7 @@ from torchvision.utils import save_image
 from otavatar.avatar_file import save_avatar
 from otavatar.camera_paths import camera_path
 from otavatar.config import inversion_presets
-from otavatar.driving import Driving, check_driving_file, coefficient_driving, is_video, sample_driving, video_driving
+from otavatar.driving import Driving, check_driving_file, coefficients_first, read_driving
 from otavatar.errors import InputError, check_integer, check_positive
 from otavatar.files import atomic_write
 from otavatar.metrics.image import psnr
@@ -156,7 +156,7 @@ class AvatarApp:
         if driving:
             check_driving_file(driving)
         # The files are probed (images, videos) or read and checked (coefficients: shape, finite values) before any network loads.
-        coefficients = coefficient_driving(driving) if driving and not is_video(driving) else None
+        coefficients = coefficients_first(driving)
         for media in (portrait, None if coefficients is not None else driving):
             if media:
                 open_media(media)
@@ -167,13 +167,9 @@ class AvatarApp:
         else:
             target, source = sample_target(config), "the embedded sample portrait"
         progress(0, desc="reading the driving motion")
-        if coefficients is not None or driving:
-            motion = coefficients if coefficients is not None else video_driving(driving, config, pipeline.settings.device)
-        else:
-            motion = replace(sample_driving(config), description="the embedded sample driver (another synthetic head)")
-        motion = _cut(motion, self.settings.max_frames)
-        if camera == "driving" and motion.cameras is None:
-            camera = "source"  # a coefficient file has no cameras: reenact.py's default for it
+        motion = _cut(read_driving(driving, config, pipeline.settings.device, coefficients), self.settings.max_frames)
+        if camera == "driving":
+            camera = motion.default_camera  # a coefficient file has no cameras
         mode = ",".join(str(math.radians(angle)) for angle in angles) if camera == "yaw/pitch" else camera
         cameras = camera_path(mode, motion.windows.shape[0], motion.cameras, target["camera"])
 

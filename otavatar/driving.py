@@ -42,6 +42,11 @@ class Driving:
     audio: Path | None = None
     description: str = ""
 
+    @property
+    def default_camera(self) -> str:
+        """The camera path when none is asked for: the driver's own cameras p when it has them, else the source's."""
+        return "driving" if self.cameras is not None else "source"
+
 
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
@@ -61,6 +66,21 @@ def coefficient_driving(path: str | Path) -> Driving:
     """A coefficient file (N × 257/260/70), read and checked (shape, finite values)."""
     windows = motion_windows(read_coefficients(path))
     return Driving(windows, description=f"{path}: {windows.shape[0]} frames of coefficients")
+
+
+def coefficients_first(path: str | Path | None) -> Driving | None:
+    """``path`` read and checked when it is a coefficient file (before any model work, so bad values cost nothing); None otherwise."""
+    return coefficient_driving(path) if path and not is_video(path) else None
+
+
+def read_driving(path: str | Path | None, model_config: Mapping[str, Any], device: str = "cpu", coefficients: Driving | None = None) -> Driving:
+    """What drives the avatar: the video at ``path`` (preprocessed), its coefficients (``coefficients`` when already read by
+    :func:`coefficients_first`), or with no ``path`` the embedded sample driver."""
+    if coefficients is not None:
+        return coefficients
+    if not path:
+        return sample_driving(model_config)
+    return video_driving(path, model_config, device) if is_video(path) else coefficient_driving(path)
 
 
 LANDMARK_READER = "landmarks (MTCNN + dlib 68 points; PnP head pose)"
@@ -123,4 +143,4 @@ def sample_driving(model_config: Mapping[str, Any]) -> Driving:
     """The embedded sample driver: another held-out synthetic identity talking."""
     driver = sample_driver(model_config["generator"]["img_resolution"])
     return Driving(driving_windows(driver), driver.cameras, driver.images * 2 - 1, None, frame_target(driver),
-                   description="no --driving or --dataset: driving with the embedded sample (another synthetic identity)")
+                   description="the embedded sample driver (another synthetic identity)")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from otavatar.camera_paths import camera_path
 from otavatar.cli import ScriptParser, add_inversion_arguments, at_least, camera_mode, pipeline_settings, positive, script, step_bar
-from otavatar.driving import Driving, check_driving_file, coefficient_driving, dataset_driving, is_video, sample_driving, video_driving
+from otavatar.driving import Driving, check_driving_file, coefficients_first, dataset_driving, is_video, read_driving
 from otavatar.files import atomic_write, check_outputs
 from otavatar.inversion import CAMERA_FIT_STEPS
 from otavatar.motion import WINDOW_RADIUS
@@ -70,13 +70,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def driving_input(args: argparse.Namespace, pipeline: Pipeline, coefficients: Driving | None) -> Driving:
     """What ``--driving``, ``--dataset`` or neither (the embedded sample driver) gives."""
-    if coefficients is not None:
-        return coefficients
-    if args.driving:
-        return video_driving(args.driving, pipeline.model_config, pipeline.settings.device)
     if args.dataset:
         return dataset_driving(args.dataset, args.video, pipeline.model_config, args.resolution)
-    return sample_driving(pipeline.model_config)
+    return read_driving(args.driving, pipeline.model_config, pipeline.settings.device, coefficients)
 
 
 def inversion_target(args: argparse.Namespace, pipeline: Pipeline) -> dict:
@@ -91,7 +87,7 @@ def inversion_target(args: argparse.Namespace, pipeline: Pipeline) -> dict:
 def main(argv: list[str]) -> None:
     args = parse(argv)
     # Coefficients are read and checked (shape, finite values) before any model work.
-    coefficients = coefficient_driving(args.driving) if args.driving and not is_video(args.driving) else None
+    coefficients = coefficients_first(args.driving)
     pipeline = Pipeline.load(pipeline_settings(args))
     avatar = pipeline.load_avatar(args.avatar) if args.avatar else None  # a file made by another model is refused before any work
     driving = driving_input(args, pipeline, coefficients)
@@ -99,7 +95,7 @@ def main(argv: list[str]) -> None:
     target = None if avatar else inversion_target(args, pipeline)
     frames = driving.windows.shape[0]
     source_camera = (avatar or target)["camera"]
-    cameras = camera_path(args.camera or ("driving" if driving.cameras is not None else "source"), frames, driving.cameras, source_camera)
+    cameras = camera_path(args.camera or driving.default_camera, frames, driving.cameras, source_camera)
     if args.save_motion:
         atomic_write(args.save_motion, lambda handle: np.save(handle, driving.windows[:, :, WINDOW_RADIUS].numpy()))
         print(f"motion ({frames} × {driving.windows.shape[1]}, {pipeline.model_config['motion_space']} space) → {args.save_motion}")
