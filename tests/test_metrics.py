@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import linalg
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchvision.models import alexnet
@@ -107,6 +108,18 @@ def test_frechet_distance_of_gaussians_with_known_moments():
     rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
     rotated = rotation @ np.diag(variance_a) @ rotation.T  # rotating both sets keeps the distance
     assert frechet_distance(rotation @ mean_a, rotated, rotation @ mean_b, rotation @ np.diag(variance_b) @ rotation.T) == pytest.approx(expected, abs=1e-6)
+
+
+def test_frechet_distance_equals_pytorch_fids_matrix_square_root_on_full_rank_covariances():
+    """pytorch-fid takes Tr(scipy.linalg.sqrtm(Σa Σb)); ours, through eigenvalues, agrees where sqrtm is accurate."""
+    rng = np.random.default_rng(3)
+    features_a = rng.normal(size=(400, 48)) @ rng.normal(size=(48, 48))
+    features_b = rng.normal(size=(400, 48)) @ rng.normal(size=(48, 48)) + 0.5
+    mean_a, mean_b = features_a.mean(0), features_b.mean(0)
+    covariance_a, covariance_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
+    root = linalg.sqrtm(covariance_a @ covariance_b).real
+    expected = np.sum((mean_a - mean_b) ** 2) + np.trace(covariance_a) + np.trace(covariance_b) - 2 * np.trace(root)
+    assert frechet_distance(mean_a, covariance_a, mean_b, covariance_b) == pytest.approx(expected, rel=1e-10)
 
 
 def test_feature_statistics_stream_to_numpy_moments_and_identical_sets_give_zero():
