@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -16,15 +17,19 @@ def pytest_configure(config: pytest.Config) -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         threads = max(1, cores // workers)
         torch.set_num_threads(threads)
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        # numpy's BLAS was loaded (and sized) before this hook: its threads spinning against the other worker cost
+        # several times the CPU of one thread (FID's 2048² eigendecompositions); the environment is for the scripts tests start.
+        threadpool_limits(threads, user_api="blas")
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """The machine is shared: one intra-op thread is faster here than contending for two."""
+    """The machine is shared: one intra-op thread (torch's and numpy's BLAS) is faster here than contending for two."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1, user_api="blas"):
+        yield
     torch.set_num_threads(threads)
 
 

@@ -150,3 +150,9 @@ def refused(capsys: pytest.CaptureFixture, name: str, *args) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def nano_animator(seed: int = 0):
+    """micro_animator of nano_config: for tests of what the trainer does with a model (schedules, freezing, resumes,
+    checkpoints), where the model's size does not matter: its training step costs about a third of micro's."""
+    return micro_animator(seed, nano_config())

@@ -1,7 +1,8 @@
 """The disentanglement benchmark: its variants' training configs, the seed summary, the table and
-its verdict, and scripts/disentanglement.py end to end (micro model, one iteration per run)."""
+its verdict, and scripts/disentanglement.py end to end (nano model, one iteration per run)."""
 
 import copy
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -20,12 +21,14 @@ from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from otavatar.losses.animation import AnimationLoss
 from otavatar.training.from_config import trainer_settings
 from otavatar.training.trainer import DecouplingTrainer
-from tests.helpers import micro_animator, pixel_loss, random_batch
+from tests.helpers import nano_animator, pixel_loss, random_batch
 
 REPO = Path(__file__).resolve().parent.parent
+# tests.helpers.nano_config's model (32² planes, 8 ws): the script's wiring, not the model's quality, is tested.
 MICRO = [
     "model.generator.neural_rendering_resolution=16", "model.generator.rendering_kwargs.depth_resolution=8",
-    "model.generator.rendering_kwargs.depth_resolution_importance=8", "generator_checkpoint=null",
+    "model.generator.rendering_kwargs.depth_resolution_importance=8", "model.generator.plane_resolution=32", "model.controller.num_ws=8",
+    "generator_checkpoint=null",
     "trainer.identity_steps=1", "trainer.sr_steps=1", "batch_size=1", "frames_per_item=1", "checkpoint_every=1", "image_every=1000",
 ]
 
@@ -43,7 +46,7 @@ def disentanglement_main():
 def test_trains_variants_scores_them_and_updates_the_readme(tmp_path, monkeypatch, capsys):
     """scripts/disentanglement.py's main, run in this process (the interpreter's start-up and imports are most of a
     subprocess's cost; the exit status of a refused option is checked): three one-iteration trainings of one frame,
-    each scored on one source × 2 frames, then re-runs that reuse and re-evaluate."""
+    each scored on one source × 1 frame, then re-runs that reuse and re-evaluate."""
     dataset = tmp_path / "heads"
     write_synthetic_dataset(dataset, identities=3, videos=1, frames=2, resolution=128, seed=0, test_identities=2, progress=False)
     regressor = tmp_path / "regressor.pt"
@@ -51,7 +54,7 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path, monkeypatc
     config = tmp_path / "benchmark.yaml"
     config.write_text(json.dumps({
         "train_overrides": ["experiment=tiny_synthetic", "trainer=cpu", f"data.root={dataset}", *MICRO],
-        "iterations": 1, "run_root": "runs", "out": "results", "sources": 1, "frames": 2, "w_steps": 1, "w_plus_steps": 0, "inversion_loss": "offline_l1",
+        "iterations": 1, "run_root": "runs", "out": "results", "sources": 1, "frames": 1, "w_steps": 1, "w_plus_steps": 0, "inversion_loss": "offline_l1",
         "variants": {
             "decoupling": {"label": "decoupling (1/1)", "overrides": ["trainer.motion_steps=1"], "seeds": [0, 1]},
             "joint": {"label": "joint (2)", "overrides": ["trainer.motion_steps=1", "trainer.schedule=joint"]},
@@ -77,7 +80,7 @@ def test_trains_variants_scores_them_and_updates_the_readme(tmp_path, monkeypatc
         assert set(row) == {"synthetic_cross_id", "synthetic_multiview"}
         for protocol in row.values():
             assert all(isinstance(protocol[key], float) for key in ("psnr", "region_psnr", "aed")), protocol
-    for protocol in ("synthetic_cross_id", "synthetic_multiview"):  # the true head beats a one-iteration micro model
+    for protocol in ("synthetic_cross_id", "synthetic_multiview"):  # the true head beats a one-iteration nano model
         assert results["rows"]["ground_truth_static"][protocol]["psnr"] > results["rows"]["decoupling"][protocol]["psnr"] + 5
     # Every seed trains in its own run; results.json keeps each seed's numbers; the row is their mean.
     assert set(results["per_seed"]) == {"decoupling", "joint"} and set(results["per_seed"]["joint"]) == {"seed_0"}
@@ -132,8 +135,14 @@ def test_a_stored_evaluation_without_a_column_is_evaluated_anew(tmp_path):
 BENCHMARK = OmegaConf.load(CONFIG_DIR / "benchmark" / "disentanglement.yaml")
 
 
-def variant_config(name: str, seed: int = 0):
+@functools.cache
+def _composed_variant(name: str, seed: int):
     return variant_training_config(BENCHMARK, name, seed, None, "cpu", "disentanglement.yaml")
+
+
+def variant_config(name: str, seed: int = 0):
+    """A variant's training config, composed once per module (Hydra's compose is most of these tests' cost); a copy each call."""
+    return copy.deepcopy(_composed_variant(name, seed))
 
 
 def test_seeds_default_to_zero_and_must_be_distinct_integers():
@@ -208,8 +217,8 @@ def test_without_finetuning_g_keeps_its_weights_through_an_iteration(one_thread)
     changed = {}
     for name in ("decoupling", "no_finetune"):
         settings = trainer_settings(variant_config(name).trainer)
-        # The variant's settings on the micro model, with a short inner loop so the iteration is cheap.
-        trainer = DecouplingTrainer(micro_animator(), pixel_loss, replace(settings, identity_steps=1, motion_steps=1, sr_steps=1))
+        # The variant's settings on the nano model, with a short inner loop so the iteration is cheap.
+        trainer = DecouplingTrainer(nano_animator(), pixel_loss, replace(settings, identity_steps=1, motion_steps=1, sr_steps=1))
         before = copy.deepcopy(trainer.animator.generator.state_dict())
         trainer.train_step(random_batch(5, batch=1, frames=1))
         changed[name] = [key for key, value in trainer.animator.generator.state_dict().items() if not torch.equal(value, before[key])]

@@ -18,18 +18,19 @@ from otavatar.losses.identity import ResNetArcFace
 from otavatar.training import checkpointing
 from otavatar.training.trainer import DecouplingTrainer
 from otavatar.training.trainer_settings import TrainerSettings
-from tests.helpers import micro_config, pixel_loss, refused, run_script
+from tests.helpers import nano_config, pixel_loss, refused, run_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def checkpoint_at_32(folder: Path) -> Path:
-    """The micro model rendering 32² rays: the release's perceptual loss needs 16 px at its second scale."""
+    """The nano model rendering 32² rays: the release's perceptual loss needs 16 px at its second scale (the renders'
+    quality is not what is checked)."""
     from omegaconf import OmegaConf
 
     from otavatar.config import build_animator
 
-    config = micro_config()
+    config = nano_config()
     config.generator.neural_rendering_resolution = 32
     torch.manual_seed(0)
     trainer = DecouplingTrainer(build_animator(config), pixel_loss, TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0))

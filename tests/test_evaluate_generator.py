@@ -1,4 +1,4 @@
-"""Generator quality on held-out heads: a random micro generator saved in scripts/pretrain_generator.py's format and
+"""Generator quality on held-out heads: a random nano generator saved in scripts/pretrain_generator.py's format and
 the closed-form fields' ceiling, through the package; scripts/evaluate_generator.py in one real process, its other
 paths and refusals in-process."""
 
@@ -18,7 +18,7 @@ from otavatar.config import build_generator
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS
 from otavatar.evaluation.generator_quality import closed_form_settings, evaluate_generator, held_out_heads, pick_frames
 from otavatar.training.pretrain import ParameterEmbedding
-from tests.helpers import micro_config, refused, run_script
+from tests.helpers import nano_config, refused, run_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,9 +27,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    """A random micro generator and embedding, and the file holding them: ``{'G_ema', 'embedding', 'model', 'recipe'}``."""
+    """A random nano generator (its renders' quality is not what is checked) and embedding, and the file holding
+    them: ``{'G_ema', 'embedding', 'model', 'recipe'}``."""
     torch.manual_seed(0)
-    cfg = micro_config()
+    cfg = nano_config()
     generator, embedding = build_generator(cfg.generator).eval(), ParameterEmbedding(cfg.generator.z_dim).eval()
     path = tmp_path_factory.mktemp("generator") / "generator.pt"
     torch.save({"G_ema": generator.state_dict(), "embedding": embedding.state_dict(),
@@ -58,7 +59,7 @@ def test_missing_or_unfit_files_are_named_in_one_line(pretrained, tmp_path, caps
     assert "nowhere.pt" in refused(capsys, "evaluate_generator", "--checkpoint", tmp_path / "nowhere.pt", "--json", tmp_path / "out.json")
     generator, _, _ = pretrained
     no_embedding = tmp_path / "generator_only.pt"
-    torch.save({"G_ema": generator.state_dict(), "model": OmegaConf.to_container(micro_config())}, no_embedding)
+    torch.save({"G_ema": generator.state_dict(), "model": OmegaConf.to_container(nano_config())}, no_embedding)
     unfit = refused(capsys, "evaluate_generator", "--checkpoint", no_embedding, "--json", tmp_path / "out.json")
     assert "generator_only.pt: has no parameter 'embedding'" in unfit
     assert not (tmp_path / "out.json").exists()

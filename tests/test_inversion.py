@@ -26,7 +26,8 @@ def test_intrinsics_correction_is_identity_at_zero_and_scales_otherwise():
 
 def test_inverting_a_rendered_frame_lowers_the_loss_and_reconstructs_it():
     torch.manual_seed(0)
-    animator = micro_animator().eval()
+    # The nano model: half the render cost of the micro one, and the inversion's gain on it is as clear (≈ 10 dB).
+    animator = micro_animator(config=nano_config()).eval()
     motion = torch.randn(1, 70, 27) * 0.1
     camera = frontal_cameras(1, 1)[:, 0]
     true_identity = initial_identity_code(animator.generator, 1) + torch.randn(1, 1, 512) * 0.5
@@ -48,7 +49,7 @@ def test_inverting_a_rendered_frame_lowers_the_loss_and_reconstructs_it():
 
 def test_reusing_static_work_changes_nothing_but_the_time():
     """C(x) and the target's features computed once: the same loss curve and codes as recomputing them."""
-    animator = micro_animator().eval()
+    animator = micro_animator(config=nano_config()).eval()  # what is checked is the bookkeeping, not the fit
     g = torch.Generator().manual_seed(1)
     target = {"image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, "keypoints": torch.zeros(1, 68, 2),
               "motion": torch.randn(1, 70, 27, generator=g) * 0.1, "camera": frontal_cameras(1, 1)[:, 0]}
@@ -62,7 +63,7 @@ def test_reusing_static_work_changes_nothing_but_the_time():
 
 
 def test_super_resolution_only_in_the_steps_whose_loss_uses_it():
-    animator = micro_animator().eval()
+    animator = micro_animator(config=nano_config()).eval()  # what is checked is the bookkeeping, not the fit
     target = {"image": torch.zeros(1, 3, 128, 128), "keypoints": torch.zeros(1, 68, 2),
               "motion": torch.zeros(1, 70, 27), "camera": frontal_cameras(1, 1)[:, 0]}
     for sr_steps, expected in ((2, [False] * 2 + [True] * 2 + [False] * 1 + [True] * 2), (None, [True] * 7)):
@@ -124,7 +125,7 @@ def test_scripts_take_the_schedule_preset_with_command_line_overrides():
 
 def test_inversion_reads_the_loss_once_not_every_step(monkeypatch):
     """A read per step waits for the device every step on a GPU; the curve is read once at the end."""
-    animator = micro_animator().eval()
+    animator = micro_animator(config=nano_config()).eval()  # what is checked is the bookkeeping, not the fit
     g = torch.Generator().manual_seed(2)
     target = {"image": torch.rand(1, 3, 128, 128, generator=g) * 2 - 1, "keypoints": torch.zeros(1, 68, 2),
               "motion": torch.randn(1, 70, 27, generator=g) * 0.1, "camera": frontal_cameras(1, 1)[:, 0]}

@@ -72,7 +72,8 @@ def test_a_bad_coefficient_file_is_one_line_from_a_real_process(setup):
 
 
 def test_without_inputs_both_scripts_use_the_embedded_sample(setup, capsys):
-    """reenact.py also refits the camera on the sample driver's first frame (--optimize-camera)."""
+    """reenact.py also refits the camera on the sample driver's first frame (--optimize-camera), in 10 steps
+    (--camera-steps; the refit itself: tests/test_pti_and_camera_fit.py)."""
     folder, checkpoint, _ = setup
     avatar = folder / "sample_avatar.pt"
     run_script("invert", "--checkpoint", checkpoint, "--w-steps", 1, "--w-plus-steps", 1, "--out", avatar)
@@ -81,7 +82,7 @@ def test_without_inputs_both_scripts_use_the_embedded_sample(setup, capsys):
     assert "inversion: speed exact, 8+8 samples/ray, float32 on cpu" in printed
     video = folder / "sample.mp4"
     run_script("reenact", "--checkpoint", checkpoint, "--w-steps", 1, "--w-plus-steps", 1, "--side-by-side", "--out", video,
-               "--speed", "fast", "--optimize-camera")
+               "--speed", "fast", "--optimize-camera", "--camera-steps", 10)
     printed, progress = capsys.readouterr()
     assert "embedded sample portrait" in printed and "48 frames in" in printed
     # The model's 8 + 8 samples per ray, halved; the precision is the CPU's native one.

@@ -22,6 +22,8 @@ from otavatar.metrics.image import REGIONS, psnr, region_psnr, ssim
 from otavatar.metrics.motion import coefficient_distance, keypoint_distance, motion_distances
 from otavatar.metrics.suite import Extractors, MetricSuite, unavailable
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # MTCNN, Inception and LPIPS on small batches: a second thread mostly waits
+
 
 def astronaut(size: int = 96) -> torch.Tensor:
     """The astronaut's face, ``(1, 3, size, size)`` in [−1, 1]."""

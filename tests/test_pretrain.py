@@ -1,4 +1,4 @@
-"""Generator pretraining on synthetic heads (the embedded default's recipe), on the micro model."""
+"""Generator pretraining on synthetic heads (the embedded default's recipe), on the micro model (the nano one where its size does not matter)."""
 
 import subprocess
 import sys
@@ -15,7 +15,7 @@ from otavatar.camera import FRONTAL_TRANSLATION_Z, TRACKER_FOCAL, head_pose_came
 from otavatar.data.synthetic import HeadModel, sample_identity
 from otavatar.training.pretrain import (GeneratorPretrainer, PretrainSettings, field_learning_rate, field_loss, field_samples,
                                         in_feature_boxes, reconstruction_loss, sample_heads)
-from tests.helpers import micro_config
+from tests.helpers import micro_config, nano_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
     settings = PretrainSettings(batch_size=2, lr=3e-3, field_iterations=4, field_lr=1e-2, field_lr_end=1e-3, field_points=2048,
                                 field_weight=0.5, image_batch_size=1)
     torch.manual_seed(0)
-    generator = build_generator(micro_config().generator).train()
+    generator = build_generator(nano_config().generator).train()
     trainer = GeneratorPretrainer(generator, settings)
     batch = sample_heads(2, generator.img_resolution, torch.Generator().manual_seed(1), field_points=2048, images=False)
 
@@ -86,7 +86,7 @@ def test_a_fixed_batch_is_learned_and_resuming_is_exact(tmp_path):
     assert "l1_image" in expected and "field_occupancy" in expected and trainer.optimizer.param_groups[0]["lr"] == 3e-3
 
     torch.manual_seed(123)
-    other = GeneratorPretrainer(build_generator(micro_config().generator).train(), settings)
+    other = GeneratorPretrainer(build_generator(nano_config().generator).train(), settings)
     other.load_state_dict(load_torch_file(tmp_path / "state.pt", "a pretrainer state"))
     assert other.iteration == 4
     resumed = other.step()
@@ -107,6 +107,7 @@ def test_script_writes_a_generator_the_trainer_can_start_from(tmp_path, capsys):
         f"run_dir={tmp_path / 'run'}", f"out={out}",
         "model.generator.neural_rendering_resolution=16",
         "model.generator.rendering_kwargs.depth_resolution=8", "model.generator.rendering_kwargs.depth_resolution_importance=8",
+        "model.generator.plane_resolution=32", "image_batch_size=1",  # tests.helpers.nano_config's generator, one head per image iteration
     ]
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "pretrain_generator.py"), *overrides], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -17,7 +17,7 @@ from otavatar.errors import InputError
 from otavatar.training.motion_targets import MotionTargetBuffer, regression_loss
 from otavatar.training.trainer import DecouplingTrainer, NonFiniteLossError
 from otavatar.training.trainer_settings import TrainerSettings
-from tests.helpers import HostReads, micro_animator, micro_config, pixel_loss, random_batch
+from tests.helpers import HostReads, nano_animator, nano_config, pixel_loss, random_batch
 
 
 def settings(**overrides) -> TrainerSettings:
@@ -40,7 +40,7 @@ def test_schedules():
 
 
 def test_controller_frozen_during_identity_steps_and_identity_frozen_during_motion_steps():
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=2, motion_steps=2))
     snapshots = []
 
@@ -65,7 +65,7 @@ def test_controller_frozen_during_identity_steps_and_identity_frozen_during_moti
 
 
 def test_w_plus_identity_and_frozen_generator():
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_space="w_plus", finetune_generator=False, identity_steps=1, motion_steps=1))
     before = copy.deepcopy(animator.generator.state_dict())
     batch = random_batch(1, frames=1)
@@ -82,7 +82,7 @@ def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_che
         return start[0]
 
     warm = settings(identity_warm_start=True, identity_steps=1, motion_steps=1)
-    trainer = DecouplingTrainer(micro_animator(), pixel_loss, warm)
+    trainer = DecouplingTrainer(nano_animator(), pixel_loss, warm)
     w_avg = trainer.ema.generator.w_avg
     first = random_batch(0, frames=1) | {"person": torch.tensor([4, 7])}
     start, _ = starting_code(trainer, first)
@@ -91,14 +91,14 @@ def test_warm_started_identity_resumes_each_persons_last_code_and_survives_a_che
     second = random_batch(1, frames=1) | {"person": torch.tensor([9, 4])}
     # Through a checkpoint file, read back as every checkpoint is (weights_only: nothing in it can run).
     saved = checkpointing.save_checkpoint({**trainer.state_dict(), "rng": [checkpointing.rng_state()], "config": {}}, tmp_path, 1, keep=1)
-    restored = DecouplingTrainer(micro_animator(), pixel_loss, warm)
+    restored = DecouplingTrainer(nano_animator(), pixel_loss, warm)
     restored.load_state_dict(checkpointing.load_checkpoint(saved))
     start, correction = starting_code(restored, second)
     assert torch.equal(start[0], w_avg.reshape(1, -1)) and torch.equal(correction[0], torch.zeros(18))
     assert torch.equal(start[1], reached[0]) and torch.equal(correction[1], reached_correction[0])
     assert not torch.equal(reached[0], w_avg.reshape(1, -1))
     # Without the switch (the paper and the release) every batch starts afresh.
-    fresh = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_steps=1, motion_steps=1))
+    fresh = DecouplingTrainer(nano_animator(), pixel_loss, settings(identity_steps=1, motion_steps=1))
     fresh.load_state_dict(trainer.state_dict())
     start, _ = starting_code(fresh, second)
     assert torch.equal(start, w_avg.expand(2, 1, -1))
@@ -111,7 +111,7 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
     """motion_target_steps: each frame's w_x is fitted from C(x) with w_id and C frozen (the rendering loss falls),
     stored with x, and C's motion sub-steps regress onto the stored codes; the refinement then finetunes G alone."""
     torch.manual_seed(0)
-    config = micro_config()
+    config = nano_config()
     config.controller.layer_offsets = layer_offsets
     animator = build_animator(config)
     animator.generator.backbone.mapping.w_avg.normal_(0, 0.5)
@@ -168,7 +168,7 @@ def test_fitted_motion_targets_teach_the_controller_by_regression(tmp_path, laye
 def test_the_joint_fit_of_motion_targets_updates_the_identity_code_with_the_codes():
     """The fitted recipe's joint counterpart (schedule joint, N_id 0): the identity code and the correction move
     during the motion-target fit, which lowers the rendering loss; C then only regresses."""
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings(schedule="joint", identity_steps=0, motion_target_steps=4, motion_target_lr=0.005, motion_steps=2, sr_steps=0))
     batch = random_batch(0)
     seen = []
@@ -200,7 +200,7 @@ def test_motion_target_buffer_keeps_the_most_recent_pairs():
 
 
 def test_train_step_updates_live_networks_and_emas():
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_steps=1))
     ema_before = copy.deepcopy(trainer.ema.generator.state_dict())
     live_before = copy.deepcopy(animator.generator.state_dict())
@@ -221,7 +221,7 @@ def test_non_finite_loss_names_the_term():
         value = output["image_raw"].mean() * float("nan")
         return value, {"identity": value}
 
-    trainer = DecouplingTrainer(micro_animator(), broken_loss, settings(identity_steps=1, motion_steps=1))
+    trainer = DecouplingTrainer(nano_animator(), broken_loss, settings(identity_steps=1, motion_steps=1))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss in term\(s\) \['identity'\]"):
         trainer.train_step(random_batch(3))
 
@@ -229,7 +229,7 @@ def test_non_finite_loss_names_the_term():
 def test_one_host_read_per_optimiser_step_of_c_or_g(monkeypatch):
     """Losses and gradient norms stay on the device; the finiteness check before each step of C
     (motion sub-steps, refinement) is the only read. Identity-only sub-steps read nothing."""
-    trainer = DecouplingTrainer(micro_animator(), pixel_loss, settings(identity_steps=1, motion_steps=2))
+    trainer = DecouplingTrainer(nano_animator(), pixel_loss, settings(identity_steps=1, motion_steps=2))
     batch = random_batch(4, batch=1, frames=2)
     reads = HostReads(monkeypatch)
     logs = trainer.train_step(batch)
@@ -247,7 +247,7 @@ def test_finite_loss_with_non_finite_gradients_stops_training():
         return loss + NaNGradient.apply(output["image_raw"]).sum() * 0, terms
 
     # Motion sub-steps only: in identity sub-steps the NaN gradient would first make w_id, then the loss, NaN.
-    trainer = DecouplingTrainer(micro_animator(), nan_gradient_loss, settings(identity_steps=0))
+    trainer = DecouplingTrainer(nano_animator(), nan_gradient_loss, settings(identity_steps=0))
     before = copy.deepcopy(trainer.animator.controller.state_dict())
     with pytest.raises(NonFiniteLossError, match=r"finite loss, non-finite gradient of \['inversion_controller'\]"):
         trainer.train_step(random_batch(3))
@@ -328,7 +328,7 @@ def _averaging_scenario(rank: int, world_size: int, port: int, out_dir: str) -> 
     from otavatar.training.distributed import init_distributed, shutdown_distributed
 
     context = init_distributed("cpu")
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_steps=1), world_size=context.world_size)
     batch = random_batch(10 + rank, batch=1, frames=1)
     trainer.refine(batch, torch.zeros(1, 1, 512) + animator.generator.w_avg, torch.zeros(1, 18))
@@ -358,7 +358,7 @@ def test_two_process_gloo_training_averages_gradients(two_processes):
 
 
 def _check_one_step_on_the_averaged_gradient(folder):
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, settings(identity_steps=1, motion_steps=1))
     identity = torch.zeros(1, 1, 512) + animator.generator.w_avg
     parameters = list(animator.controller.parameters()) + trainer.generator_parameters
@@ -402,7 +402,7 @@ def _non_finite_scenario(rank: int, world_size: int, port: int, out_dir: str) ->
             return value, terms
 
         context = DistributedContext(rank, rank, world_size, torch.device("cpu"))
-        trainer = DecouplingTrainer(micro_animator(), loss, settings(identity_steps=2, motion_steps=1), world_size=context.world_size)
+        trainer = DecouplingTrainer(nano_animator(), loss, settings(identity_steps=2, motion_steps=1), world_size=context.world_size)
         try:
             trainer.train_step(random_batch(30 + rank, batch=1, frames=1))
             outcome = "finished"

@@ -10,7 +10,7 @@ from otavatar.training.from_config import trainer_settings
 from otavatar.training.loop import ConfigMismatchError, RunSettings, train
 from otavatar.training.trainer import DecouplingTrainer
 from otavatar.training.trainer_settings import TrainerSettings
-from tests.helpers import micro_animator, pixel_loss, random_batch
+from tests.helpers import nano_animator, pixel_loss, random_batch
 from tests.test_training_loop import SINGLE, RandomPairs
 
 
@@ -28,11 +28,11 @@ def test_paper_preset_composes_and_builds_adam_on_the_controller():
     assert paper.trainer.identity_steps == 90  # what the paper does not change stays the release's
     experiment = compose_config(["experiment=paper"])
     assert experiment.batch_size == 6 and experiment.trainer.controller_lr == 1e-4 and experiment.model.name == "eg3d_ffhq512"
-    trainer = DecouplingTrainer(micro_animator(), pixel_loss, trainer_settings(paper.trainer))
+    trainer = DecouplingTrainer(nano_animator(), pixel_loss, trainer_settings(paper.trainer))
     assert type(trainer.controller_optimizer) is torch.optim.Adam
     group = trainer.controller_optimizer.param_groups[0]
     assert group["lr"] == 1e-4 and group["betas"] == (0.9, 0.999) and group["weight_decay"] == 0.0
-    release = DecouplingTrainer(micro_animator(), pixel_loss, trainer_settings(compose_config(["trainer=release"]).trainer))
+    release = DecouplingTrainer(nano_animator(), pixel_loss, trainer_settings(compose_config(["trainer=release"]).trainer))
     assert type(release.controller_optimizer) is torch.optim.AdamW and release.controller_optimizer.param_groups[0]["weight_decay"] == 1.0
     with pytest.raises(ValueError, match="trainer.controller_optimizer: expected one of"):
         small(controller_optimizer="sgd")
@@ -43,7 +43,7 @@ def test_controller_l1_adds_its_weight_times_the_sign_of_each_parameter_to_the_g
     identity, correction = torch.zeros(2, 1, 512), torch.zeros(2, 18)
     gradients, logs = {}, {}
     for weight in (0.0, 1e-3):
-        animator = micro_animator()
+        animator = nano_animator()
         parameters = [p.detach().clone() for p in animator.controller.parameters()]
         trainer = DecouplingTrainer(animator, pixel_loss, small(controller_l1=weight, controller_grad_clip=1e9, finetune_generator=False))
         logs[weight] = trainer.refine(batch, identity + animator.generator.w_avg, correction)
@@ -55,14 +55,14 @@ def test_controller_l1_adds_its_weight_times_the_sign_of_each_parameter_to_the_g
 
 
 def test_without_a_generator_ema_the_inversion_generator_is_the_live_one():
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, pixel_loss, small(generator_ema=False, identity_steps=1))
     trainer.train_step(random_batch(4, frames=1))
     live, ema = animator.generator.state_dict(), trainer.ema.generator.state_dict()
     assert all(torch.equal(value, ema[name]) for name, value in live.items())
     controllers = zip(animator.controller.state_dict().values(), trainer.ema.controller.state_dict().values())
     assert not all(torch.equal(a, b) for a, b in controllers)  # C keeps its EMA
-    averaged = DecouplingTrainer(micro_animator(), pixel_loss, small(identity_steps=1))
+    averaged = DecouplingTrainer(nano_animator(), pixel_loss, small(identity_steps=1))
     averaged.train_step(random_batch(4, frames=1))
     assert not all(torch.equal(v, averaged.ema.generator.state_dict()[k]) for k, v in averaged.animator.generator.state_dict().items())
 
@@ -75,7 +75,7 @@ def test_inversion_density_terms_use_the_live_decoder_on_the_ema_planes():
         seen.append(generator)
         return loss(output, target, super_resolve, generator)
 
-    animator = micro_animator()
+    animator = nano_animator()
     trainer = DecouplingTrainer(animator, spy, small(identity_steps=1))
     with torch.no_grad():  # the two decoders differ, as they do once training has moved G away from its EMA
         for parameter in animator.generator.decoder.parameters():
@@ -97,12 +97,12 @@ def test_checkpoints_from_before_the_new_trainer_settings_resume_at_their_defaul
     one_step = {"identity_steps": 1, "sr_steps": 0}
     run = RunSettings(run_dir=tmp_path, iterations=0, batch_size=1, checkpoint_every=2, log_every=1, image_every=100)
     old_config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 1, "motion_steps": 1}}
-    train(micro_animator(), pixel_loss, RandomPairs(), small(**one_step), run, old_config, SINGLE)
+    train(nano_animator(), pixel_loss, RandomPairs(), small(**one_step), run, old_config, SINGLE)
     current = {"identity_steps": 1, "motion_steps": 1, "controller_optimizer": "adamw", "controller_l1": 0.0, "generator_ema": True}
     run.iterations = 1
-    path = train(micro_animator(), pixel_loss, RandomPairs(), small(**one_step), run, {"model": {"name": "micro"}, "trainer": current}, SINGLE)
+    path = train(nano_animator(), pixel_loss, RandomPairs(), small(**one_step), run, {"model": {"name": "micro"}, "trainer": current}, SINGLE)
     assert path.name == "checkpoint_000000001.pt"
     run.iterations = 2
     changed = {"model": {"name": "micro"}, "trainer": {**current, "controller_l1": 1e-5}}
     with pytest.raises(ConfigMismatchError, match="trainer.controller_l1: 0.0 in the checkpoint, 1e-05 now"):
-        train(micro_animator(), pixel_loss, RandomPairs(), small(**one_step, controller_l1=1e-5), run, changed, SINGLE)
+        train(nano_animator(), pixel_loss, RandomPairs(), small(**one_step, controller_l1=1e-5), run, changed, SINGLE)

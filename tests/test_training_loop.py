@@ -9,7 +9,7 @@ from otavatar.training.distributed import DistributedContext
 from otavatar.training.loop import ConfigMismatchError, RunSettings, train
 from otavatar.training.trainer import DecouplingTrainer
 from otavatar.training.trainer_settings import TrainerSettings
-from tests.helpers import frontal_cameras, micro_animator, pixel_loss
+from tests.helpers import frontal_cameras, nano_animator, pixel_loss
 
 SINGLE = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -54,7 +54,7 @@ def _run(tmp_path, iterations, **overrides):
     settings = TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=1)
     run = RunSettings(run_dir=tmp_path, iterations=iterations, batch_size=1, checkpoint_every=2, log_every=1, image_every=2, **overrides)
     config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 1, "motion_steps": 1}}
-    animator = micro_animator()
+    animator = nano_animator()
     path = train(animator, pixel_loss, RandomPairs(), settings, run, config, SINGLE)
     return animator, path
 
@@ -81,7 +81,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     run = RunSettings(run_dir=tmp_path, iterations=4, batch_size=1)
     config = {"model": {"name": "other"}, "trainer": {"identity_steps": 1, "motion_steps": 1}}
     with pytest.raises(ConfigMismatchError, match="model.name: 'micro' in the checkpoint, 'other' now"):
-        train(micro_animator(), pixel_loss, RandomPairs(), settings, run, config, SINGLE)
+        train(nano_animator(), pixel_loss, RandomPairs(), settings, run, config, SINGLE)
 
 
 def test_batches_are_pinned_when_the_model_is_on_an_accelerator(tmp_path, monkeypatch):
@@ -101,10 +101,10 @@ def test_batches_are_pinned_when_the_model_is_on_an_accelerator(tmp_path, monkey
     accelerator = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("meta"))
     run = RunSettings(run_dir=tmp_path, iterations=1, batch_size=2)
     with pytest.raises(Stop):
-        train(micro_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, accelerator)
+        train(nano_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, accelerator)
     assert seen["pin_memory"] is True
     with pytest.raises(Stop):
-        train(micro_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, SINGLE)
+        train(nano_animator(), pixel_loss, RandomPairs(), TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0), run, {}, SINGLE)
     assert seen["pin_memory"] is False
 
 
@@ -125,12 +125,12 @@ def test_resuming_onto_an_accelerator_restores_rng_states_from_the_cpu(tmp_path)
     settings = TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0)
     config = {"model": {"name": "micro"}, "trainer": {"identity_steps": 1}}
     with torch.random.fork_rng(devices=[]):
-        trained = DecouplingTrainer(micro_animator(), pixel_loss, settings)
+        trained = DecouplingTrainer(nano_animator(), pixel_loss, settings)
         trained.train_step(random_batch(0, batch=1, frames=1))
         state = {**trained.state_dict(), "rng": [checkpointing.rng_state()], "config": config}
         checkpointing.save_checkpoint(state, tmp_path, 1, keep=1)
         accelerator = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("meta"))
-        resumed = DecouplingTrainer(micro_animator().to(accelerator.device), pixel_loss, settings)
+        resumed = DecouplingTrainer(nano_animator().to(accelerator.device), pixel_loss, settings)
         start, path = _resume(resumed, RunSettings(run_dir=tmp_path, iterations=2, batch_size=1), config, accelerator, lambda _: None)
     assert start == 1 and path == tmp_path / "checkpoint_000000001.pt" and resumed.iteration == 1
     states = _optimiser_states(resumed)
@@ -143,9 +143,13 @@ def test_the_seed_draws_the_initial_networks_whatever_the_process_did_before(one
     from otavatar.config import compose_config
     from otavatar.training.from_config import build_training_animator
 
+    composed = compose_config()  # composed once: only the seed differs between the runs
+
     def controller(seed: int) -> dict[str, torch.Tensor]:
         torch.rand(7)  # other work in the same process (e.g. the previous benchmark variant) moves the global RNG
-        return {name: p.detach().clone() for name, p in build_training_animator(compose_config([f"seed={seed}"])).controller.named_parameters()}
+        cfg = composed.copy()
+        cfg.seed = seed
+        return {name: p.detach().clone() for name, p in build_training_animator(cfg).controller.named_parameters()}
 
     first, again, other = controller(0), controller(0), controller(1)
     assert all(torch.equal(first[name], again[name]) for name in first)

@@ -6,7 +6,7 @@ from torch.utils.data import Dataset
 from otavatar.training.distributed import DistributedContext
 from otavatar.training.loop import RunSettings, pace_line, train
 from otavatar.training.trainer_settings import TrainerSettings
-from tests.helpers import frontal_cameras, micro_animator, pixel_loss
+from tests.helpers import frontal_cameras, nano_animator, pixel_loss
 
 
 class OnePair(Dataset):
@@ -30,11 +30,11 @@ def test_short_runs_and_gpu_runs_are_only_timed():
 
 
 def test_the_pace_is_said_after_the_first_iteration_only(tmp_path, capsys):
-    run = RunSettings(run_dir=tmp_path, iterations=3, batch_size=1, checkpoint_every=3, log_every=3, image_every=0)
+    run = RunSettings(run_dir=tmp_path, iterations=2, batch_size=1, checkpoint_every=2, log_every=2, image_every=0)
     settings = TrainerSettings(identity_steps=1, motion_steps=1, sr_steps=0)
     context = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-    train(micro_animator(), pixel_loss, OnePair(), settings, run, {"model": {}, "trainer": {}}, context)
+    train(nano_animator(), pixel_loss, OnePair(), settings, run, {"model": {}, "trainer": {}}, context)
     out = capsys.readouterr()
     said = out.out + out.err
-    assert "iterations 1–3: 1 + 1 sub-steps per batch of 1 × 2 frames on cpu" in said
-    assert said.count("the first iteration took") == 1 and "the 3 iterations of this run take" in said
+    assert "iterations 1–2: 1 + 1 sub-steps per batch of 1 × 2 frames on cpu" in said
+    assert said.count("the first iteration took") == 1 and "the 2 iterations of this run take" in said
