@@ -20,7 +20,7 @@ from otavatar.avatar_file import load_avatar
 from otavatar.checkpoints import file_sha256, load_animator
 from otavatar.config import load_inversion_preset, load_loss_preset
 from otavatar.errors import MissingInputError
-from otavatar.inversion import InversionSettings, chosen_identity, fit_camera
+from otavatar.inversion import CAMERA_FIT_STEPS, InversionSettings, chosen_identity, fit_camera
 from otavatar.losses.animation import AnimationLoss
 from otavatar.metrics.lpips import load_lpips
 from otavatar.models.animator import Animator
@@ -153,13 +153,13 @@ class Pipeline:
         return chosen_identity(avatar["identity_w"], avatar["identity_w_plus"], space).to(self.settings.device)
 
     def refit_camera(self, avatar: Mapping[str, Any], frame: Mapping[str, torch.Tensor], space: str = "w_plus",
-                     on_step: StepCallback | None = None) -> torch.Tensor:
-        """The release's ``--cam_optim``: the avatar's intrinsics correction refitted on ``frame`` with w_id frozen."""
+                     on_step: StepCallback | None = None, steps: int = CAMERA_FIT_STEPS) -> torch.Tensor:
+        """The release's ``--cam_optim``: the avatar's intrinsics correction refitted on ``frame`` in ``steps`` steps with w_id frozen."""
         animator = avatar_animator(self.animator, avatar)
         identity = self._identity_code(avatar, space)
         torch.manual_seed(self.settings.seed)
         with self.speed("camera refit", animator.generator):
-            return fit_camera(animator, identity, self._on_device(frame), self.frame_loss, self.inversion, on_step=on_step)
+            return fit_camera(animator, identity, self._on_device(frame), self.frame_loss, self.inversion, steps, on_step=on_step)
 
     def drive(self, avatar: Mapping[str, Any], windows: torch.Tensor, cameras: torch.Tensor, space: str = "w_plus",
               correction: torch.Tensor | None = None, batch_size: int = 8) -> Iterator[dict[str, torch.Tensor]]:

@@ -48,6 +48,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=at_least(1), default=8)
     parser.add_argument("--optimize-camera", action="store_true",
                         help="refit the avatar's intrinsics correction on the first driving frame, w_id frozen (the release's --cam_optim)")
+    parser.add_argument("--camera-steps", type=at_least(1), default=CAMERA_FIT_STEPS, help="steps of --optimize-camera (the release's 100)")
     add_inversion_arguments(parser)
     args = parser.parse_args(argv)
     if args.avatar and args.portrait:
@@ -104,8 +105,8 @@ def main(argv: list[str]) -> None:
             avatar = pipeline.build_avatar(target, on_step)
     correction = None
     if args.optimize_camera:
-        with step_bar(CAMERA_FIT_STEPS, "camera") as on_step:
-            correction = pipeline.refit_camera(avatar, driving.first_frame, args.w, on_step)
+        with step_bar(args.camera_steps, "camera") as on_step:
+            correction = pipeline.refit_camera(avatar, driving.first_frame, args.w, on_step, args.camera_steps)
     rendering = pipeline.model_config["generator"]["rendering_kwargs"]
     outputs = ReenactmentOutputs(args.out, args.fps or driving.fps or 25.0, driving.images if args.side_by_side else None, driving.audio,
                                  args.frames_dir, args.depth_path, (rendering["ray_start"], rendering["ray_end"]))
