@@ -16,14 +16,14 @@ from PIL import Image
 from otavatar.assets import MissingAssetError, asset_path
 from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.datasets import FrameSource
+from otavatar.data.landmark_motion import read_landmark_motion
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import driving_windows, frame_target, sample_driver
 from otavatar.errors import InputError
-from otavatar.motion import COEFFICIENT_SUFFIXES, motion_from_coeffs, motion_windows, read_coefficients
+from otavatar.motion import COEFFICIENT_SUFFIXES, motion_from_coeffs, motion_windows, read_coefficients, repeat_last_detected
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.crop import crop_increase
-from otavatar.preprocess.landmark_motion import read_landmark_motion
-from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, process_media, repeat_last_detected
+from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, process_media
 from otavatar.preprocess.reading import VIDEO_SUFFIXES, open_media
 
 
@@ -91,7 +91,7 @@ def video_driving(path: str | Path, model_config: Mapping[str, Any], device: str
     """Preprocess a driving video (crops as the model's data) and read its motion as the model's controller
     reads it (``model_config['motion_space']``): 3DMM coefficients and their cameras (fixed smoothing) from
     Deep3DFaceRecon, or the synthetic heads' parameters and PnP cameras from landmarks
-    (:mod:`otavatar.preprocess.landmark_motion`). Its audio is kept."""
+    (:mod:`otavatar.data.landmark_motion`). Its audio is kept."""
     started = time.perf_counter()
     size = model_config["generator"]["img_resolution"]
     media = open_media(path)  # an unreadable file is named before any network is loaded

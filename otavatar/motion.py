@@ -157,3 +157,12 @@ def _read_table(path: Path, suffix: str) -> np.ndarray:
 def read_coefficients(path: str | Path) -> torch.Tensor:
     """The motion x ``(N, 70)`` of a coefficient file (see :func:`read_coefficient_rows`)."""
     return motion_from_coeffs(read_coefficient_rows(path))
+
+
+def repeat_last_detected(values: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Per-frame ``values (N, …)`` with each frame whose face was not detected replaced by the last one that was
+    (frames before the first detection take the first)."""
+    detected = np.asarray(detected, dtype=bool)
+    index = np.maximum.accumulate(np.where(detected, np.arange(len(detected)), -1))
+    index[index < 0] = int(np.argmax(detected))
+    return values[index]

@@ -14,12 +14,12 @@ from PIL import Image
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
 from otavatar.data.datasets import FrameSource
+from otavatar.data.landmark_motion import read_landmark_motion
 from otavatar.data.lmdb import VideoLmdb
 from otavatar.data.samples import frame_target, sample_source
 from otavatar.motion import motion_from_coeffs, motion_window, read_coefficient_rows
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.crop import crop_increase
-from otavatar.preprocess.landmark_motion import read_landmark_motion
 from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, align_portrait
 
 

@@ -4,7 +4,7 @@
     python scripts/calibrate_landmark_motion.py --fit 0 --test 4 --frames 24
 
 Renders synthetic talking heads, reads them as a video (MTCNN, crop, dlib 68 points), prints where
-dlib puts the rigid landmarks (triangulated on the --fit heads: otavatar.preprocess.head_pose's
+dlib puts the rigid landmarks (triangulated on the --fit heads: otavatar.data.head_pose's
 DLIB_RIGID_POINTS) and the reader's mean absolute errors on other heads (--test), as shipped.
 """
 

@@ -16,9 +16,9 @@ from PIL import Image
 
 from otavatar.camera import FFHQ_FOCAL
 from otavatar.cli import ScriptParser, at_least, available_device, positive, script
-from otavatar.data.multiface import MultifaceCapture, check_conversion, extractor_annotator, write_multiface_dataset
 from otavatar.data.synthetic_dataset import write_synthetic_dataset
 from otavatar.files import atomic_write, check_outputs
+from otavatar.preprocess.multiface import MultifaceCapture, check_conversion, extractor_annotator, write_multiface_dataset
 from otavatar.preprocess.pipeline import PreprocessSettings, align_portrait, write_dataset
 
 

@@ -23,12 +23,12 @@ from PIL import Image
 from otavatar.avatar_file import load_avatar, save_avatar
 from otavatar.checkpoints import load_animator, load_generator, load_release_animator, read_eg3d_pickle
 from otavatar.config import build_generator, compose_config
-from otavatar.data.multiface import MultifaceLayoutError, read_krt
 from otavatar.errors import FileFormatError, InputError
 from otavatar.evaluation.generator_quality import load_generator_and_embedding
 from otavatar.evaluation.synthetic_regressor import load_synthetic_regressor
 from otavatar.files import check_outputs, load_torch_file
 from otavatar.losses.perceptual import load_vgg19_features
+from otavatar.preprocess.multiface import MultifaceLayoutError, read_krt
 from otavatar.training import checkpointing
 from otavatar.training.from_config import train_from_config
 from otavatar.training.loop import ConfigMismatchError

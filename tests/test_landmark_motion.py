@@ -10,11 +10,11 @@ from PIL import Image
 
 from otavatar.camera import TRACKER_FOCAL, head_pose_camera
 from otavatar.checkpoints import CheckpointError, checkpoint_motion_space, load_animator
+from otavatar.data.head_pose import condition_from_pose, geometric_template, head_pose, solve_pnp
+from otavatar.data.landmark_motion import EXPRESSION_RANGES, REST_EXPRESSION, read_landmark_motion
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HeadModel, project_points, sample_talking_sequence
 from otavatar.evaluation.landmark_calibration import mouth_opening, reader_errors, sequences
 from otavatar.motion import synthetic_motion
-from otavatar.preprocess.head_pose import condition_from_pose, geometric_template, head_pose, solve_pnp
-from otavatar.preprocess.landmark_motion import EXPRESSION_RANGES, REST_EXPRESSION, read_landmark_motion
 from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, process_media
 from otavatar.preprocess.reading import open_media
 

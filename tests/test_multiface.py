@@ -11,7 +11,7 @@ from PIL import Image
 from otavatar.camera import camera_to_condition
 from otavatar.data.datasets import FrameSource
 from otavatar.data.lmdb import VideoLmdb
-from otavatar.data.multiface import (
+from otavatar.preprocess.multiface import (
     HeadFrame, MultifaceCapture, MultifaceLayoutError, crop_label, default_frontal_camera, read_krt, write_multiface_dataset,
 )
 from otavatar.data.synthetic import HeadModel, project_points, render_heads, sample_identity, sample_talking_sequence

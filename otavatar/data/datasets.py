@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE, condition_to_camera
+from otavatar.data.landmark_motion import read_landmark_motion
 from otavatar.data.lmdb import VideoLmdb, person_id
 from otavatar.motion import EXPRESSION, motion_from_coeffs, motion_windows
-from otavatar.preprocess.landmark_motion import read_landmark_motion
 
 CAMERA_SOURCES = ("condition", "ground_truth")
 
@@ -30,7 +30,7 @@ class FrameSource:
         camera_smoothing: ``'release'``, ``'fixed'`` or ``'none'`` (see :func:`condition_to_camera`).
         image_size: frames are area-resized to this size (default: the LMDB's).
         motion_space: the motion the model reads (:data:`otavatar.motion.MOTION_SPACES`); ``'synthetic'`` on a
-            dataset of real videos reads it from their stored landmarks (:mod:`otavatar.preprocess.landmark_motion`),
+            dataset of real videos reads it from their stored landmarks (:mod:`otavatar.data.landmark_motion`),
             and their cameras too when the dataset has none. None: the stored coefficients as they are.
     """
 

@@ -15,7 +15,7 @@ and, when an extractor's weights were missing, ``{video}-missing`` saying which 
 
 Synthetic data adds ``{video}-camera`` (N, 25), ``{video}-identity_params``,
 ``{video}-expression_params``, ``{video}-view_camera`` (V, N, 25) and ``{video}-view{v}-{frame:07d}``.
-Converted Multiface captures (:mod:`otavatar.data.multiface`) store ``camera``, ``view_camera`` and the
+Converted Multiface captures (:mod:`otavatar.preprocess.multiface`) store ``camera``, ``view_camera`` and the
 views too, and the text ``{video}-cameras``: the source camera's name, then each view's.
 """
 

@@ -5,7 +5,7 @@ video (MTCNN, the fixed crop, dlib's 68 points), so what is measured is the read
 Two uses:
 
 - :func:`rigid_points`: where dlib puts the rigid landmarks on the synthetic head, triangulated from
-  renders with known cameras (:data:`otavatar.preprocess.head_pose.DLIB_RIGID_POINTS`);
+  renders with known cameras (:data:`otavatar.data.head_pose.DLIB_RIGID_POINTS`);
 - :func:`reader_errors`: the reader's mean absolute error per expression parameter and per angle
   (degrees) on talking sequences where, as the reader assumes of a person, the face rests most of
   the time (:func:`resting_talking_sequence`).
@@ -26,12 +26,12 @@ import torch
 from PIL import Image
 
 from otavatar.camera import LANDMARK_REFERENCE_SIZE
+from otavatar.data.head_pose import RIGID_LANDMARKS
+from otavatar.data.landmark_motion import INNER_LIP_PAIRS, REST_EXPRESSION, read_landmark_motion
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, sample_identity, sample_talking_sequence
 from otavatar.data.synthetic_video import render_video
 from otavatar.preprocess.detection import FaceDetector
-from otavatar.preprocess.head_pose import RIGID_LANDMARKS
 from otavatar.preprocess.landmarks import LandmarkPredictor
-from otavatar.preprocess.landmark_motion import INNER_LIP_PAIRS, REST_EXPRESSION, read_landmark_motion
 from otavatar.preprocess.pipeline import Extractors, PreprocessSettings, ProcessedVideo, process_media
 from otavatar.preprocess.reading import open_media
 

@@ -18,11 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from otavatar.assets import MissingAssetError
+from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.data.lmdb import VideoLmdbWriter, encode_image
 from otavatar.preprocess.cameras import condition_from_coefficients
 from otavatar.preprocess.coefficients import CoefficientRegressor, load_reconnet
 from otavatar.preprocess.crop import crop_box, crop_image, to_crop_coordinates
-from otavatar.camera import LANDMARK_REFERENCE_SIZE
 from otavatar.preprocess.detection import FaceDetector, NoFaceError, largest_face, track_largest_face
 from otavatar.preprocess.landmarks import LandmarkPredictor, five_from_68
 from otavatar.preprocess.reading import Media, MediaReadError, open_media
@@ -92,15 +92,6 @@ class ProcessedVideo:
     @property
     def missing_faces(self) -> int:
         return int((~self.detected).sum())
-
-
-def repeat_last_detected(values: np.ndarray, detected: np.ndarray) -> np.ndarray:
-    """Per-frame ``values (N, …)`` with each frame whose face was not detected replaced by the last one that was
-    (frames before the first detection take the first)."""
-    detected = np.asarray(detected, dtype=bool)
-    index = np.maximum.accumulate(np.where(detected, np.arange(len(detected)), -1))
-    index[index < 0] = int(np.argmax(detected))
-    return values[index]
 
 
 def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

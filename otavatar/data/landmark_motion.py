@@ -1,6 +1,6 @@
 """The synthetic heads' motion read from 68 landmarks: what drives the embedded model with a real video offline.
 
-Per frame, the head pose comes from PnP (:mod:`otavatar.preprocess.head_pose`); the landmarks are
+Per frame, the head pose comes from PnP (:mod:`otavatar.data.head_pose`); the landmarks are
 then frontalised (each is moved along its line of sight to the template's depth, in the head's own
 frame), so the measures below are in the synthetic head's units whatever the view:
 
@@ -29,10 +29,9 @@ import torch
 from scipy.signal import savgol_filter
 
 from otavatar.camera import FFHQ_FOCAL, LANDMARK_REFERENCE_SIZE
+from otavatar.data.head_pose import FRONTAL_DISTANCE, HeadPose, head_pose, landmark_template
 from otavatar.data.synthetic import EXPRESSION_PARAMETERS, HEAD_SCALE
-from otavatar.motion import synthetic_motion
-from otavatar.preprocess.head_pose import FRONTAL_DISTANCE, HeadPose, head_pose, landmark_template
-from otavatar.preprocess.pipeline import repeat_last_detected
+from otavatar.motion import repeat_last_detected, synthetic_motion
 
 # The head model's units per unit of each parameter (otavatar.data.synthetic, before HEAD_SCALE).
 _GAP_PER_JAW = 1.6 * 0.045
