@@ -71,7 +71,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def driving_input(args: argparse.Namespace, pipeline: Pipeline, coefficients: Driving | None) -> Driving:
     """What ``--driving``, ``--dataset`` or neither (the embedded sample driver) gives."""
-    if args.dataset:
+    if args.dataset and not args.driving:  # --driving wins when both are given
         return dataset_driving(args.dataset, args.video, pipeline.model_config, args.resolution)
     return read_driving(args.driving, pipeline.model_config, pipeline.settings.device, coefficients)
 
